@@ -1,0 +1,303 @@
+//! Settings: embedded `config/default.toml`, then `config/<APP_ENV>.toml`, then `NSI__SECTION__KEY`
+//! environment variables, then the platform variables `PORT`, `DATABASE_URL` and `REDIS_URL`.
+//!
+//! The files are compiled into the binary so that it runs from any directory. Unknown keys and bad
+//! values stop start-up with an error that names the key.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const PRODUCTION_TOML: &str = include_str!("../config/production.toml");
+const TEST_TOML: &str = include_str!("../config/test.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub content: ContentSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Origins (scheme://host[:port]) allowed besides the request's own Host.
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…`; empty means the embedded SQLite file. Secret: it may hold a password.
+    pub url: SecretString,
+    pub sqlite_path: PathBuf,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://…`; empty means the in-process bus. Secret: it may hold a password.
+    pub url: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentSettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Which storage backend the database settings select.
+#[derive(Debug, Clone)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    Postgres(SecretString),
+}
+
+impl DatabaseSettings {
+    pub fn target(&self) -> DatabaseTarget {
+        let url = self.url.expose_secret().trim();
+        if url.is_empty() {
+            DatabaseTarget::Sqlite(self.sqlite_path.clone())
+        } else {
+            DatabaseTarget::Postgres(SecretString::from(url.to_owned()))
+        }
+    }
+}
+
+impl RedisSettings {
+    pub fn is_configured(&self) -> bool {
+        !self.url.expose_secret().trim().is_empty()
+    }
+}
+
+/// The process environment, abstracted so tests can load settings without touching real
+/// environment variables (which are process-global).
+pub trait EnvSource {
+    fn var(&self, key: &str) -> Option<String>;
+    fn vars(&self) -> Vec<(String, String)>;
+}
+
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+}
+
+impl EnvSource for Vec<(String, String)> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+    fn vars(&self) -> Vec<(String, String)> {
+        self.clone()
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the real process environment.
+    pub fn load() -> anyhow::Result<Settings> {
+        Self::load_from(&ProcessEnv)
+    }
+
+    pub fn load_from(env: &dyn EnvSource) -> anyhow::Result<Settings> {
+        let app_env = env.var("APP_ENV").unwrap_or_default();
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        match app_env.as_str() {
+            "" | "local" | "development" => {}
+            "production" => {
+                builder = builder.add_source(File::from_str(PRODUCTION_TOML, FileFormat::Toml))
+            }
+            "test" => builder = builder.add_source(File::from_str(TEST_TOML, FileFormat::Toml)),
+            other => bail!(
+                "APP_ENV={other:?} is not one of local, production, test (leave it unset for local)"
+            ),
+        }
+        // Only our prefixed variables: `NSI__SERVER__PORT=9000` sets server.port.
+        let ours: config::Map<String, String> = env
+            .vars()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("NSI__"))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("NSI")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(ours)),
+        );
+        // Platform variables (Railway, Heroku, Docker conventions) win over everything else.
+        if let Some(port) = env.var("PORT").filter(|p| !p.trim().is_empty()) {
+            let port: u16 = port
+                .trim()
+                .parse()
+                .with_context(|| format!("PORT={port:?} is not a valid port number"))?;
+            builder = builder.set_override("server.port", i64::from(port))?;
+        }
+        if let Some(url) = env.var("DATABASE_URL").filter(|u| !u.trim().is_empty()) {
+            builder = builder.set_override("database.url", url)?;
+        }
+        if let Some(url) = env.var("REDIS_URL").filter(|u| !u.trim().is_empty()) {
+            builder = builder.set_override("redis.url", url)?;
+        }
+        let config = builder.build().context("reading the configuration")?;
+        // serde_path_to_error names the key (`database.max_connections`) in every error.
+        let settings: Settings = serde_path_to_error::deserialize(config).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("configuration key `{path}`: {}", e.into_inner())
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let db = &self.database;
+        if db.max_connections == 0 {
+            bail!("configuration key `database.max_connections`: must be at least 1");
+        }
+        if db.min_connections > db.max_connections {
+            bail!(
+                "configuration key `database.min_connections`: {} is above database.max_connections ({})",
+                db.min_connections,
+                db.max_connections
+            );
+        }
+        if db.acquire_timeout_secs == 0 {
+            bail!("configuration key `database.acquire_timeout_secs`: must be at least 1");
+        }
+        if let DatabaseTarget::Postgres(url) = db.target() {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                // Never echo the URL: it may carry a password.
+                bail!(
+                    "configuration key `database.url` (DATABASE_URL): only postgres:// URLs are supported; leave it empty for the embedded SQLite file"
+                );
+            }
+        }
+        if self.redis.is_configured() {
+            let url = self.redis.url.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                bail!(
+                    "configuration key `redis.url` (REDIS_URL): must start with redis:// or rediss://"
+                );
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            bail!("configuration key `server.max_body_bytes`: must be at least 1024");
+        }
+        for origin in &self.server.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                bail!(
+                    "configuration key `server.allowed_origins`: {origin:?} must look like https://host[:port] (no trailing slash)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_select_sqlite() {
+        let s = Settings::load_from(&env(&[])).unwrap();
+        assert_eq!(s.server.port, 8080);
+        assert!(matches!(s.database.target(), DatabaseTarget::Sqlite(_)));
+        assert!(!s.redis.is_configured());
+        assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn production_layer_and_platform_variables() {
+        let s = Settings::load_from(&env(&[
+            ("APP_ENV", "production"),
+            ("PORT", "9123"),
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ("NSI__DATABASE__MAX_CONNECTIONS", "33"),
+        ]))
+        .unwrap();
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(s.server.port, 9123);
+        assert_eq!(s.database.max_connections, 33);
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert!(matches!(s.database.target(), DatabaseTarget::Postgres(_)));
+        // The password never shows in Debug output.
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::load_from(&env(&[("NSI__SERVER__PROT", "1")])).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("server.prot"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err =
+            Settings::load_from(&env(&[("NSI__DATABASE__MAX_CONNECTIONS", "many")])).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("database.max_connections"), "{msg}");
+        let err = Settings::load_from(&env(&[("NSI__LOG__FORMAT", "xml")])).unwrap_err();
+        assert!(format!("{err:#}").contains("log.format"), "{err:#}");
+        let err = Settings::load_from(&env(&[("PORT", "eighty")])).unwrap_err();
+        assert!(format!("{err:#}").contains("PORT"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_database_url_does_not_echo_secret() {
+        let err =
+            Settings::load_from(&env(&[("DATABASE_URL", "mysql://u:s3cret@h/db")])).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("database.url"), "{msg}");
+        assert!(!msg.contains("s3cret"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_app_env_is_refused() {
+        assert!(Settings::load_from(&env(&[("APP_ENV", "prod")])).is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! `/healthz`: the process answers. `/readyz`: it can reach its database (and Redis, once used).
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::error::{AppError, Result};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz).service(readyz);
+}
+
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[get("/readyz")]
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    match ping {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok" }))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "readiness: database unreachable");
+            Err(not_ready())
+        }
+        Err(_) => {
+            tracing::warn!("readiness: database ping timed out");
+            Err(not_ready())
+        }
+    }
+}
+
+fn not_ready() -> AppError {
+    AppError::Unavailable {
+        message: "Base de données injoignable.".into(),
+        retry_after_secs: 5,
+    }
+}

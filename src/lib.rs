@@ -1,0 +1,12 @@
+//! nsi-live: a real-time classroom server for Python and SQL exercises.
+//! `startup::Application` builds the whole app; `main.rs` and the tests both use it.
+
+pub mod config;
+pub mod content;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

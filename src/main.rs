@@ -1,0 +1,13 @@
+use nsi_live::config::Settings;
+use nsi_live::startup::Application;
+use nsi_live::telemetry;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    telemetry::init(&settings.log);
+    let app = Application::build(settings).await.inspect_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "start-up failed");
+    })?;
+    app.run_until_stopped().await
+}

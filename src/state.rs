@@ -1,0 +1,16 @@
+//! What every request handler can reach: settings, the store and the catalogue.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::domain::catalogue::Catalogue;
+use crate::http::catalogue::RenderedCatalogue;
+use crate::store::Store;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Store,
+    pub catalogue: Arc<Catalogue>,
+    pub rendered: RenderedCatalogue,
+}

@@ -1,0 +1,130 @@
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::{TestApp, assert_error};
+
+/// Every exercise id listed by the chapters.
+async fn all_exercise_ids(app: &TestApp) -> Vec<i64> {
+    let courses = app.get_json("/api/v1/courses", 200).await;
+    let mut ids = Vec::new();
+    for course in courses.as_array().unwrap() {
+        for chapter in course["chapters"].as_array().unwrap() {
+            let slug = chapter["slug"].as_str().unwrap();
+            let ch = app.get_json(&format!("/api/v1/chapters/{slug}"), 200).await;
+            let exercises = ch["exercises"].as_array().unwrap();
+            assert_eq!(
+                exercises.len() as u64,
+                chapter["exercise_count"].as_u64().unwrap(),
+                "{slug}"
+            );
+            ids.extend(exercises.iter().map(|e| e["id"].as_i64().unwrap()));
+        }
+    }
+    ids
+}
+
+both_backends!(
+    courses_chapters_and_exercises_are_served,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let courses = app.get_json("/api/v1/courses", 200).await;
+        let courses = courses.as_array().unwrap();
+        assert!(courses.len() >= 3, "{} courses", courses.len());
+        let levels: Vec<&str> = courses
+            .iter()
+            .map(|c| c["level"].as_str().unwrap())
+            .collect();
+        for level in ["snt", "premiere", "terminale"] {
+            assert!(levels.contains(&level), "no {level} course: {levels:?}");
+        }
+        for c in courses {
+            for key in ["slug", "title", "description"] {
+                assert!(
+                    c[key].as_str().is_some_and(|s| !s.is_empty()),
+                    "{key} in {c}"
+                );
+            }
+        }
+        let chapter = app
+            .get_json("/api/v1/chapters/nsi-1-python-bases", 200)
+            .await;
+        assert_eq!(chapter["slug"], "nsi-1-python-bases");
+        assert!(chapter["course"]["slug"].is_string());
+        assert!(!chapter["blocks"].as_array().unwrap().is_empty());
+        let exercises = chapter["exercises"].as_array().unwrap();
+        assert!(!exercises.is_empty());
+        for e in exercises {
+            assert!(e["id"].as_i64().unwrap() > 0);
+            assert!(["python", "sql", "mcq", "parsons"].contains(&e["type"].as_str().unwrap()));
+            assert!(e["xp_reward"].as_i64().is_some());
+        }
+        let ids = all_exercise_ids(&app).await;
+        assert!(ids.len() >= 40, "{} exercises", ids.len());
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "exercise ids repeat");
+    }
+);
+
+both_backends!(
+    exercises_carry_what_the_browser_needs_and_no_solution,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let mut seen_types = std::collections::HashSet::new();
+        for id in all_exercise_ids(&app).await {
+            let e: Value = app.get_json(&format!("/api/v1/exercises/{id}"), 200).await;
+            assert_eq!(e["id"], id);
+            assert!(e["statement"].as_str().is_some_and(|s| !s.is_empty()));
+            let text = e.to_string();
+            assert!(!text.contains("\"solution\""), "solution leaked: {text}");
+            assert!(!text.contains("\"correct\""), "MCQ answer leaked: {text}");
+            assert!(
+                !text.contains("\"explanation\""),
+                "MCQ explanation leaked: {text}"
+            );
+            for hint in e["hints"].as_array().unwrap() {
+                assert!(
+                    hint["id"].as_i64().is_some() && hint.get("text").is_none(),
+                    "{hint}"
+                );
+            }
+            let kind = e["type"].as_str().unwrap().to_owned();
+            match kind.as_str() {
+                "python" => {
+                    assert!(e["starter_code"].is_string());
+                    assert!(!e["tests"].as_array().unwrap().is_empty());
+                }
+                "parsons" => {
+                    assert!(e["lines"].as_array().unwrap().len() >= 3);
+                    assert!(!e["tests"].as_array().unwrap().is_empty());
+                }
+                "sql" => {
+                    assert!(e["schema"].is_string() && e["data"].is_string());
+                    assert!(!e["expected"]["columns"].as_array().unwrap().is_empty());
+                    assert!(!e["expected"]["rows"].as_array().unwrap().is_empty());
+                    assert!(e["order_matters"].is_boolean());
+                }
+                "mcq" => {
+                    assert!(e["choices"].as_array().unwrap().len() >= 3);
+                    assert!(e["multiple"].is_boolean());
+                }
+                other => panic!("unexpected type {other}"),
+            }
+            seen_types.insert(kind);
+        }
+        assert_eq!(seen_types.len(), 4, "{seen_types:?}");
+    }
+);
+
+both_backends!(unknown_slugs_and_ids_are_404, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    assert_error(
+        &app.get_json("/api/v1/chapters/nope", 404).await,
+        "not_found",
+    );
+    for id in ["999999", "0", "-1", "abc", "1e3", "99999999999999999999999"] {
+        let body = app.get_json(&format!("/api/v1/exercises/{id}"), 404).await;
+        assert_error(&body, "not_found");
+    }
+});

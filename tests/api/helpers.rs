@@ -1,0 +1,221 @@
+//! `TestApp`: one app on port 0 with its own database (a temporary SQLite file, or a fresh
+//! PostgreSQL database dropped afterwards).
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use nsi_live::config::{LogFormat, Settings};
+use nsi_live::startup::Application;
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::Connection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per backend, naming the backend in any failure.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                ($body)($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                ($body)($crate::helpers::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            nsi_live::telemetry::init(&nsi_live::config::LogSettings {
+                format: LogFormat::Pretty,
+                filter: "info,sqlx=warn".into(),
+            });
+        }
+    });
+}
+
+pub fn content_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("content")
+}
+
+/// A database for one test: its settings, and what to remove when the test ends.
+pub struct TestDb {
+    pub url: Option<String>,
+    pub sqlite_dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb {
+                url: None,
+                sqlite_dir: Some(tempfile::tempdir().expect("temp dir")),
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                let admin_url = test_database_url();
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is required for this test and is not reachable at \
+                         TEST_DATABASE_URL={admin_url}: {e}. Start it (e.g. `pg_ctlcluster 15 main start`) \
+                         or point TEST_DATABASE_URL at a server where this user may CREATE DATABASE."
+                    )
+                });
+                let name = format!("nsi_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("CREATE DATABASE");
+                admin.close().await.ok();
+                let url = replace_db_name(&admin_url, &name);
+                TestDb {
+                    url: Some(url),
+                    sqlite_dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Test settings pointing at this database and the real content.
+    pub fn settings(&self) -> Settings {
+        let env = vec![("APP_ENV".to_owned(), "test".to_owned())];
+        let mut s = Settings::load_from(&env).expect("test settings");
+        s.content.dir = content_dir();
+        match (&self.url, &self.sqlite_dir) {
+            (Some(url), _) => s.database.url = SecretString::from(url.clone()),
+            (None, Some(dir)) => s.database.sqlite_path = dir.path().join("test.db"),
+            (None, None) => unreachable!(),
+        }
+        s
+    }
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let admin_url = test_database_url();
+            // Drop runs outside any async context we could await in: use a short-lived runtime
+            // on its own thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut admin)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub handle: actix_web::dev::ServerHandle,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let settings = db.settings();
+        Self::spawn_with(db, settings).await
+    }
+
+    /// Starts the app on `db` with the given settings (`settings` usually from `db.settings()`).
+    pub async fn spawn_with(db: TestDb, settings: Settings) -> TestApp {
+        init_logs();
+        let app = Application::build(settings).await.expect("app builds");
+        let port = app.port();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("client"),
+            handle,
+            db,
+        }
+    }
+
+    /// Stops the server and gives back its database (to restart on it).
+    pub async fn stop(self) -> TestDb {
+        self.handle.stop(true).await;
+        self.db
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// GET, asserting the status, returning the JSON body.
+    pub async fn get_json(&self, path: &str, status: u16) -> Value {
+        let response = self.get(path).await;
+        let got = response.status().as_u16();
+        let body = response.text().await.expect("body");
+        assert_eq!(got, status, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+}
+
+/// Asserts the JSON error shape `{"error": code, "message": …}`.
+pub fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real app on a random port, called over HTTP, on SQLite and PostgreSQL.
+//! `TEST_DATABASE_URL` points at a PostgreSQL server (default: the local one); each test gets its
+//! own database there. `TEST_LOG=1` shows the app's logs.
+
+mod catalogue;
+mod content;
+mod health;
+mod helpers;
+mod startup;
