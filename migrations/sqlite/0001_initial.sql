@@ -132,7 +132,10 @@ CREATE TABLE attempts (
     score       INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100),
     code        TEXT NOT NULL DEFAULT '',
     duration_ms BIGINT,
-    created_at  BIGINT NOT NULL
+    created_at  BIGINT NOT NULL,
+    -- The answer the submitter got (JSON: XP awarded, badges, achievements…): a resend of the same
+    -- attempt_id, even after a restart, gets exactly the same answer.
+    outcome     TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX attempts_student_exercise ON attempts (student_id, exercise_id);
 CREATE INDEX attempts_exercise_id ON attempts (exercise_id);
