@@ -1,0 +1,536 @@
+//! `ClassroomActor`: one per active class on each instance. Loads the roster and the class's
+//! progress once, then folds the class's events into it (never polling, never waiting on I/O
+//! after the load) and keeps a bounded ring of recent events with increasing offsets, from which
+//! a reconnecting dashboard resumes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::registry::Registry;
+use crate::bus::ClassEvent;
+use crate::domain::ids::{ClassroomId, ExerciseId, UserId};
+use crate::domain::progress::{ExerciseProgress, level_for};
+use crate::store::Store;
+
+/// One student of the class as the dashboard shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Member {
+    pub student_id: UserId,
+    pub pseudonym: String,
+    pub joined_at: i64,
+    pub xp: i64,
+    #[serde(skip)]
+    pub leaderboard_opt_out: bool,
+    /// The exercise of their last attempt (the live issue adds the one they are looking at).
+    pub current_exercise_id: Option<ExerciseId>,
+    pub last_attempt_at: Option<i64>,
+}
+
+/// What the actor loads from the database.
+#[derive(Debug, Clone)]
+pub struct ClassroomData {
+    pub teacher_id: UserId,
+    pub members: Vec<Member>,
+    pub progress: Vec<(UserId, ExerciseId, ExerciseProgress)>,
+}
+
+impl ClassroomData {
+    pub async fn load(store: &Store, id: ClassroomId) -> anyhow::Result<Option<ClassroomData>> {
+        let Some(teacher_id) = store.classroom_teacher(id).await? else {
+            return Ok(None);
+        };
+        let stats = store.classroom_member_stats(id).await?;
+        let members = store
+            .classroom_roster(id)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let (xp, opt_out) = stats.get(&r.student_id).copied().unwrap_or((0, false));
+                Member {
+                    student_id: r.student_id,
+                    pseudonym: r.pseudonym,
+                    joined_at: r.joined_at,
+                    xp,
+                    leaderboard_opt_out: opt_out,
+                    current_exercise_id: None,
+                    last_attempt_at: None,
+                }
+            })
+            .collect();
+        let progress = store.classroom_progress(id).await?;
+        Ok(Some(ClassroomData {
+            teacher_id,
+            members,
+            progress,
+        }))
+    }
+}
+
+/// An event with its place in the class's stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delta {
+    pub offset: u64,
+    #[serde(flatten)]
+    pub event: Arc<ClassEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExerciseAggregate {
+    pub exercise_id: ExerciseId,
+    /// Students who made at least one attempt.
+    pub tried: usize,
+    pub passed: usize,
+    /// Mean of the best scores of the students who tried.
+    pub mean_best_score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GridCell {
+    pub student_id: UserId,
+    pub exercise_id: ExerciseId,
+    pub attempts: i32,
+    pub failed_attempts: i32,
+    pub best_score: i32,
+    pub passed: bool,
+    pub last_attempt_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StudentRow {
+    #[serde(flatten)]
+    pub member: Member,
+    pub level: i64,
+    pub passed_count: usize,
+}
+
+/// The class at one offset: what a dashboard starts from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassroomSnapshot {
+    pub classroom_id: ClassroomId,
+    /// Identifies this actor's event stream: offsets only compare within one epoch.
+    pub epoch: u64,
+    /// The offset of the last event folded in (0: none yet).
+    pub offset: u64,
+    pub students: Vec<StudentRow>,
+    pub exercises: Vec<ExerciseAggregate>,
+    pub grid: Vec<GridCell>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaderboardEntry {
+    pub rank: usize,
+    pub student_id: UserId,
+    pub pseudonym: String,
+    pub xp: i64,
+    pub level: i64,
+}
+
+/// Who may read the class (teacher: the owner; students: the members).
+#[derive(Message, Clone)]
+#[rtype(result = "Access")]
+pub struct CheckAccess(pub UserId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Teacher,
+    Member,
+    None,
+}
+
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Apply(pub Arc<ClassEvent>);
+
+#[derive(Message, Clone)]
+#[rtype(result = "ClassroomSnapshot")]
+pub struct GetSnapshot;
+
+#[derive(Message, Clone)]
+#[rtype(result = "Vec<LeaderboardEntry>")]
+pub struct GetLeaderboard;
+
+/// The events after `offset` of stream `epoch`, or `None` when some of them have left the ring or
+/// the stream is another one (the actor restarted): take a snapshot then.
+#[derive(Message, Clone)]
+#[rtype(result = "Option<Vec<Delta>>")]
+pub struct EventsSince {
+    pub epoch: u64,
+    pub offset: u64,
+}
+
+/// Reload roster and XP from the database (a student joined or left, a setting changed).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Reload;
+
+pub struct ClassroomActor {
+    id: ClassroomId,
+    teacher_id: UserId,
+    members: BTreeMap<UserId, Member>,
+    progress: HashMap<UserId, HashMap<ExerciseId, ExerciseProgress>>,
+    ring: VecDeque<Delta>,
+    ring_capacity: usize,
+    next_offset: u64,
+    epoch: u64,
+    store: Store,
+    registry: Weak<Registry>,
+    /// Set by the registry when an event could not be delivered (mailbox full): reload.
+    dirty: Arc<AtomicBool>,
+    idle_timeout: Duration,
+    last_active: Instant,
+    reloading: bool,
+    during_reload: Vec<Arc<ClassEvent>>,
+}
+
+/// How often a class checks whether it must reload (an event could not be delivered).
+const DIRTY_CHECK: Duration = Duration::from_secs(1);
+
+pub struct ClassroomActorConfig {
+    pub store: Store,
+    pub registry: Weak<Registry>,
+    pub ring_capacity: usize,
+    pub idle_timeout: Duration,
+    pub dirty: Arc<AtomicBool>,
+}
+
+impl ClassroomActor {
+    pub fn new(id: ClassroomId, data: ClassroomData, config: ClassroomActorConfig) -> Self {
+        let mut actor = ClassroomActor {
+            id,
+            teacher_id: data.teacher_id,
+            members: BTreeMap::new(),
+            progress: HashMap::new(),
+            ring: VecDeque::new(),
+            ring_capacity: config.ring_capacity.max(1),
+            next_offset: 1,
+            epoch: crate::domain::time::now_ms() as u64,
+            store: config.store,
+            registry: config.registry,
+            dirty: config.dirty,
+            idle_timeout: config.idle_timeout,
+            last_active: Instant::now(),
+            reloading: false,
+            during_reload: Vec::new(),
+        };
+        actor.replace_data(data);
+        actor
+    }
+
+    fn replace_data(&mut self, data: ClassroomData) {
+        self.teacher_id = data.teacher_id;
+        let previous = std::mem::take(&mut self.members);
+        self.members = data
+            .members
+            .into_iter()
+            .map(|mut m| {
+                if let Some(old) = previous.get(&m.student_id) {
+                    m.current_exercise_id = old.current_exercise_id;
+                    m.last_attempt_at = old.last_attempt_at;
+                }
+                (m.student_id, m)
+            })
+            .collect();
+        self.progress.clear();
+        for (student, exercise, p) in data.progress {
+            self.progress
+                .entry(student)
+                .or_default()
+                .insert(exercise, p);
+        }
+    }
+
+    fn push(&mut self, event: Arc<ClassEvent>) {
+        if self.ring.len() >= self.ring_capacity {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(Delta {
+            offset: self.next_offset,
+            event,
+        });
+        self.next_offset += 1;
+    }
+
+    fn fold(&mut self, event: &ClassEvent) {
+        // A student not in the roster (removed, or joined and the roster is reloading: then the
+        // event is folded again after the reload) changes nothing.
+        let student = match event {
+            ClassEvent::AttemptRecorded { student_id, .. }
+            | ClassEvent::BadgeAwarded { student_id, .. }
+            | ClassEvent::AchievementUnlocked { student_id, .. }
+            | ClassEvent::XpChanged { student_id, .. } => *student_id,
+        };
+        if !self.members.contains_key(&student) {
+            return;
+        }
+        match event {
+            ClassEvent::AttemptRecorded {
+                student_id,
+                exercise_id,
+                progress,
+                xp,
+                at,
+                ..
+            } => {
+                let cell = self
+                    .progress
+                    .entry(*student_id)
+                    .or_default()
+                    .entry(*exercise_id)
+                    .or_default();
+                // Absolute values: an older event arriving late must not undo a newer one.
+                if progress.attempts >= cell.attempts {
+                    *cell = progress.clone();
+                }
+                if let Some(m) = self.members.get_mut(student_id) {
+                    m.xp = m.xp.max(*xp);
+                    if m.last_attempt_at.is_none_or(|t| *at >= t) {
+                        m.last_attempt_at = Some(*at);
+                        m.current_exercise_id = Some(*exercise_id);
+                    }
+                }
+            }
+            ClassEvent::XpChanged { student_id, xp } => {
+                if let Some(m) = self.members.get_mut(student_id) {
+                    m.xp = *xp;
+                }
+            }
+            ClassEvent::BadgeAwarded { .. } | ClassEvent::AchievementUnlocked { .. } => {}
+        }
+    }
+
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        if self.reloading {
+            return;
+        }
+        self.reloading = true;
+        let store = self.store.clone();
+        let id = self.id;
+        ctx.spawn(
+            async move { ClassroomData::load(&store, id).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    act.reloading = false;
+                    if !matches!(result, Ok(Some(_))) {
+                        act.during_reload.clear();
+                    }
+                    match result {
+                        Ok(Some(data)) => {
+                            act.replace_data(data);
+                            for event in std::mem::take(&mut act.during_reload) {
+                                act.fold(&event);
+                            }
+                        }
+                        Ok(None) => {
+                            // The class was deleted.
+                            if let Some(registry) = act.registry.upgrade() {
+                                registry.forget_classroom(act.id, &ctx.address());
+                            }
+                            ctx.stop();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = format!("{e:#}"), "reloading a classroom failed")
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn snapshot(&self) -> ClassroomSnapshot {
+        let mut aggregates: BTreeMap<ExerciseId, (usize, usize, i64)> = BTreeMap::new();
+        let mut grid = Vec::new();
+        for (student, exercises) in &self.progress {
+            if !self.members.contains_key(student) {
+                continue;
+            }
+            for (exercise, p) in exercises {
+                let a = aggregates.entry(*exercise).or_default();
+                if p.attempts > 0 {
+                    a.0 += 1;
+                    a.2 += i64::from(p.best_score);
+                }
+                if p.passed {
+                    a.1 += 1;
+                }
+                grid.push(GridCell {
+                    student_id: *student,
+                    exercise_id: *exercise,
+                    attempts: p.attempts,
+                    failed_attempts: p.failed_attempts,
+                    best_score: p.best_score,
+                    passed: p.passed,
+                    last_attempt_at: p.last_attempt_at,
+                });
+            }
+        }
+        grid.sort_by_key(|c| (c.student_id, c.exercise_id));
+        let students = self
+            .members
+            .values()
+            .map(|m| StudentRow {
+                member: m.clone(),
+                level: level_for(m.xp),
+                passed_count: self
+                    .progress
+                    .get(&m.student_id)
+                    .map(|e| e.values().filter(|p| p.passed).count())
+                    .unwrap_or(0),
+            })
+            .collect();
+        ClassroomSnapshot {
+            classroom_id: self.id,
+            epoch: self.epoch,
+            offset: self.next_offset - 1,
+            students,
+            exercises: aggregates
+                .into_iter()
+                .map(|(exercise_id, (tried, passed, sum))| ExerciseAggregate {
+                    exercise_id,
+                    tried,
+                    passed,
+                    mean_best_score: if tried == 0 {
+                        0.0
+                    } else {
+                        sum as f64 / tried as f64
+                    },
+                })
+                .collect(),
+            grid,
+        }
+    }
+}
+
+impl Actor for ClassroomActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Events that arrived while this actor was loading were not delivered: catch up.
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            self.reload(ctx);
+        }
+        ctx.run_interval(DIRTY_CHECK, |act, ctx| {
+            if act.dirty.swap(false, Ordering::AcqRel) {
+                act.reload(ctx);
+            }
+        });
+        let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(check_every, |act, ctx| {
+            if act.last_active.elapsed() >= act.idle_timeout {
+                if let Some(registry) = act.registry.upgrade() {
+                    registry.forget_classroom(act.id, &ctx.address());
+                }
+                ctx.stop();
+            }
+        });
+    }
+}
+
+impl Handler<Apply> for ClassroomActor {
+    type Result = ();
+
+    fn handle(&mut self, Apply(event): Apply, _ctx: &mut Self::Context) {
+        self.fold(&event);
+        if self.reloading {
+            // Folded again after the reload, which may have read the database before this
+            // event's commit (folding is idempotent: absolute values ordered by attempt count).
+            self.during_reload.push(event.clone());
+        }
+        self.push(event);
+    }
+}
+
+impl Handler<CheckAccess> for ClassroomActor {
+    type Result = MessageResult<CheckAccess>;
+
+    fn handle(&mut self, CheckAccess(user): CheckAccess, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        MessageResult(if user == self.teacher_id {
+            Access::Teacher
+        } else if self.members.contains_key(&user) {
+            Access::Member
+        } else {
+            Access::None
+        })
+    }
+}
+
+impl Handler<GetSnapshot> for ClassroomActor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _: GetSnapshot, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        MessageResult(self.snapshot())
+    }
+}
+
+impl Handler<GetLeaderboard> for ClassroomActor {
+    type Result = MessageResult<GetLeaderboard>;
+
+    fn handle(&mut self, _: GetLeaderboard, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let mut visible: Vec<&Member> = self
+            .members
+            .values()
+            .filter(|m| !m.leaderboard_opt_out)
+            .collect();
+        visible.sort_by(|a, b| b.xp.cmp(&a.xp).then_with(|| a.pseudonym.cmp(&b.pseudonym)));
+        let mut entries = Vec::with_capacity(visible.len());
+        for (i, m) in visible.iter().enumerate() {
+            // Equal XP, equal rank ("1, 2, 2, 4").
+            let rank = match entries.last() {
+                Some(LeaderboardEntry { xp, rank, .. }) if *xp == m.xp => *rank,
+                _ => i + 1,
+            };
+            entries.push(LeaderboardEntry {
+                rank,
+                student_id: m.student_id,
+                pseudonym: m.pseudonym.clone(),
+                xp: m.xp,
+                level: level_for(m.xp),
+            });
+        }
+        MessageResult(entries)
+    }
+}
+
+impl Handler<EventsSince> for ClassroomActor {
+    type Result = MessageResult<EventsSince>;
+
+    fn handle(&mut self, msg: EventsSince, _ctx: &mut Self::Context) -> Self::Result {
+        let EventsSince { epoch, offset } = msg;
+        self.last_active = Instant::now();
+        let oldest = self
+            .ring
+            .front()
+            .map(|d| d.offset)
+            .unwrap_or(self.next_offset);
+        let missed = if epoch != self.epoch || offset >= self.next_offset {
+            // Another incarnation's offsets (a restart), or not ours at all.
+            None
+        } else if offset + 1 < oldest {
+            // Some missed events have left the ring.
+            None
+        } else {
+            Some(
+                self.ring
+                    .iter()
+                    .filter(|d| d.offset > offset)
+                    .cloned()
+                    .collect(),
+            )
+        };
+        MessageResult(missed)
+    }
+}
+
+impl Handler<Reload> for ClassroomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
+        self.reload(ctx);
+    }
+}

@@ -1,0 +1,52 @@
+//! The hot state: per-student and per-classroom actors on dedicated threads, the registry that
+//! finds or starts them, and the writer that batches their rows into group commits.
+
+pub mod classroom;
+pub mod registry;
+pub mod runtime;
+pub mod student;
+pub mod writer;
+
+use std::sync::Arc;
+
+use crate::bus::{EventBus, LocalBus};
+use crate::config::Settings;
+use crate::store::Store;
+use registry::Registry;
+use runtime::ActorRuntime;
+use writer::AttemptWriter;
+
+/// Everything the actor layer runs, started and stopped together.
+pub struct ActorSystem {
+    pub registry: Arc<Registry>,
+    writer: AttemptWriter,
+}
+
+impl ActorSystem {
+    pub fn start(store: Store, settings: &Settings) -> anyhow::Result<ActorSystem> {
+        let writer = AttemptWriter::start(store.clone(), settings.writer.clone());
+        let runtime = ActorRuntime::start(settings.actors.arbiters)?;
+        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+        let registry = Registry::new(
+            runtime,
+            store,
+            writer.handle(),
+            bus,
+            settings.actors.clone(),
+            settings.submissions.clone(),
+        );
+        Ok(ActorSystem { registry, writer })
+    }
+
+    /// Lets the writer's batches close without waiting for more rows (the server is stopping).
+    pub fn drain_switch(&self) -> writer::DrainSwitch {
+        self.writer.drain_switch()
+    }
+
+    /// Commits every queued row, then stops the actors. Called after the HTTP server stopped:
+    /// nothing new arrives, and each acknowledged attempt is already in the database.
+    pub async fn shutdown(self) {
+        self.writer.shutdown().await;
+        self.registry.shutdown();
+    }
+}

@@ -1,0 +1,291 @@
+//! The registry finds or starts the actor for an id. Concurrent callers get the same actor: the
+//! first one loads the state and starts it, the others wait on the same cell. Actors leave the
+//! registry themselves when they passivate; a request that races with that retries once.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+
+use super::classroom::{Apply, ClassroomActor, ClassroomActorConfig, ClassroomData, Reload};
+use super::runtime::ActorRuntime;
+use super::student::{SetClassrooms, StudentActor, StudentActorConfig};
+use super::writer::WriterHandle;
+use crate::bus::{ClassEvent, EventBus, EventSink};
+use crate::config::{ActorSettings, SubmissionSettings};
+use crate::domain::ids::{ClassroomId, UserId};
+use crate::error::AppError;
+use crate::store::Store;
+
+/// A class's place in the registry. `dirty` exists before the actor does: an event that arrives
+/// while the actor is loading cannot be delivered, so it marks the slot and the actor reloads
+/// once started (the database has the event's effects: events are published after the commit).
+#[derive(Default)]
+struct ClassroomSlot {
+    dirty: Arc<AtomicBool>,
+    addr: OnceCell<Addr<ClassroomActor>>,
+}
+
+pub struct Registry {
+    me: Weak<Registry>,
+    runtime: Mutex<ActorRuntime>,
+    store: Store,
+    writer: WriterHandle,
+    bus: Arc<dyn EventBus>,
+    actors: ActorSettings,
+    submissions: SubmissionSettings,
+    students: DashMap<UserId, Arc<OnceCell<Addr<StudentActor>>>>,
+    classrooms: DashMap<ClassroomId, Arc<ClassroomSlot>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("students", &self.students.len())
+            .field("classrooms", &self.classrooms.len())
+            .finish()
+    }
+}
+
+impl Registry {
+    pub fn new(
+        runtime: ActorRuntime,
+        store: Store,
+        writer: WriterHandle,
+        bus: Arc<dyn EventBus>,
+        actors: ActorSettings,
+        submissions: SubmissionSettings,
+    ) -> Arc<Registry> {
+        let registry = Arc::new_cyclic(|me| Registry {
+            me: me.clone(),
+            runtime: Mutex::new(runtime),
+            store,
+            writer,
+            bus,
+            actors,
+            submissions,
+            students: DashMap::new(),
+            classrooms: DashMap::new(),
+        });
+        let sink: Weak<dyn EventSink> = Arc::downgrade(&registry) as Weak<dyn EventSink>;
+        registry.bus.attach(sink);
+        registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn writer(&self) -> &WriterHandle {
+        &self.writer
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.actors.request_timeout_ms)
+    }
+
+    /// Students and classrooms with a live actor here.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.students.len(), self.classrooms.len())
+    }
+
+    fn arbiter<K: Hash>(&self, key: K) -> ArbiterHandle {
+        let runtime = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+        runtime.arbiter_for(key).clone()
+    }
+
+    /// The student's actor, loading the student's progress and classes if it is not running.
+    pub async fn student(&self, id: UserId) -> anyhow::Result<Addr<StudentActor>> {
+        let cell = self.students.entry(id).or_default().clone();
+        let addr = cell
+            .get_or_try_init(|| async {
+                let progress = self.store.load_student_progress(id).await?;
+                let classrooms = self.store.student_classroom_ids(id).await?;
+                let config = StudentActorConfig {
+                    writer: self.writer.clone(),
+                    registry: self.me.clone(),
+                    rate_limit_per_hour: self.submissions.rate_limit_per_hour,
+                    idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
+                };
+                let capacity = self.actors.mailbox_capacity;
+                let actor = StudentActor::new(progress, classrooms, config);
+                Ok::<_, anyhow::Error>(StudentActor::start_in_arbiter(
+                    &self.arbiter(("student", id)),
+                    move |ctx| {
+                        ctx.set_mailbox_capacity(capacity);
+                        actor
+                    },
+                ))
+            })
+            .await?;
+        Ok(addr.clone())
+    }
+
+    /// The class's actor, or `None` if there is no such class.
+    pub async fn classroom(&self, id: ClassroomId) -> anyhow::Result<Option<Addr<ClassroomActor>>> {
+        let slot = self.classrooms.entry(id).or_default().clone();
+        let started = slot
+            .addr
+            .get_or_try_init(|| async {
+                let Some(data) = ClassroomData::load(&self.store, id).await? else {
+                    return Err(NoSuchClassroom.into());
+                };
+                let config = ClassroomActorConfig {
+                    store: self.store.clone(),
+                    registry: self.me.clone(),
+                    ring_capacity: self.actors.classroom_ring_size,
+                    idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
+                    dirty: slot.dirty.clone(),
+                };
+                let capacity = self.actors.mailbox_capacity;
+                let actor = ClassroomActor::new(id, data, config);
+                Ok::<_, anyhow::Error>(ClassroomActor::start_in_arbiter(
+                    &self.arbiter(("classroom", id)),
+                    move |ctx| {
+                        ctx.set_mailbox_capacity(capacity);
+                        actor
+                    },
+                ))
+            })
+            .await;
+        match started {
+            Ok(addr) => Ok(Some(addr.clone())),
+            Err(e) if e.is::<NoSuchClassroom>() => {
+                self.classrooms
+                    .remove_if(&id, |_, s| s.addr.get().is_none());
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends to the student's actor and waits (bounded) for the answer. An actor that stopped in
+    /// between (passivation) is replaced once.
+    pub async fn ask_student<M>(&self, id: UserId, msg: M) -> Result<M::Result, AppError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        StudentActor: Handler<M>,
+        <StudentActor as Actor>::Context: ToEnvelope<StudentActor, M>,
+    {
+        for _ in 0..2 {
+            let addr = self.student(id).await?;
+            match tokio::time::timeout(self.request_timeout(), addr.send(msg.clone())).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(MailboxError::Closed)) => self.forget_student(id, &addr),
+                Ok(Err(MailboxError::Timeout)) | Err(_) => return Err(busy()),
+            }
+        }
+        Err(busy())
+    }
+
+    /// Same for a class's actor; `NotFound` if there is no such class.
+    pub async fn ask_classroom<M>(&self, id: ClassroomId, msg: M) -> Result<M::Result, AppError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        ClassroomActor: Handler<M>,
+        <ClassroomActor as Actor>::Context: ToEnvelope<ClassroomActor, M>,
+    {
+        for _ in 0..2 {
+            let Some(addr) = self.classroom(id).await? else {
+                return Err(AppError::NotFound("Classe introuvable."));
+            };
+            match tokio::time::timeout(self.request_timeout(), addr.send(msg.clone())).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(MailboxError::Closed)) => self.forget_classroom(id, &addr),
+                Ok(Err(MailboxError::Timeout)) | Err(_) => return Err(busy()),
+            }
+        }
+        Err(busy())
+    }
+
+    pub fn forget_student(&self, id: UserId, addr: &Addr<StudentActor>) {
+        self.students
+            .remove_if(&id, |_, cell| cell.get().is_some_and(|a| a == addr));
+    }
+
+    pub fn forget_classroom(&self, id: ClassroomId, addr: &Addr<ClassroomActor>) {
+        self.classrooms
+            .remove_if(&id, |_, slot| slot.addr.get() == Some(addr));
+    }
+
+    pub fn publish(&self, classroom: ClassroomId, event: Arc<ClassEvent>) {
+        self.bus.publish(classroom, event);
+    }
+
+    /// A student joined or left a class (or was removed): their actor, if running, sends events
+    /// to the new set of classes, and the classes' actors, if running, reload their roster.
+    pub async fn membership_changed(&self, student: UserId, classroom: ClassroomId) {
+        if let Some(addr) = self.students.get(&student).and_then(|c| c.get().cloned()) {
+            match self.store.student_classroom_ids(student).await {
+                Ok(ids) => {
+                    let _ = addr.try_send(SetClassrooms(ids));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "reloading a student's classes failed"
+                    );
+                    // Let it restart with fresh memberships on its next request.
+                    self.forget_student(student, &addr);
+                }
+            }
+        }
+        self.classroom_changed(classroom);
+    }
+
+    /// Something a class's actor loaded changed (roster, a student's settings): reload it.
+    pub fn classroom_changed(&self, classroom: ClassroomId) {
+        if let Some(slot) = self.classrooms.get(&classroom).map(|s| s.clone()) {
+            match slot.addr.get() {
+                Some(addr) if addr.try_send(Reload).is_ok() => {}
+                _ => slot.dirty.store(true, Ordering::Release),
+            }
+        }
+    }
+
+    /// Stops every actor (after the writer has committed everything they handed it).
+    pub fn shutdown(&self) {
+        self.students.clear();
+        self.classrooms.clear();
+        let mut runtime = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+        runtime.stop();
+    }
+}
+
+impl EventSink for Registry {
+    /// Hands a class's event to its actor on this instance, if one is running (one that is not
+    /// running loads the current state from the database when it starts).
+    fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>) {
+        let Some(slot) = self.classrooms.get(&classroom).map(|s| s.clone()) else {
+            return;
+        };
+        match slot.addr.get() {
+            Some(addr) if addr.try_send(Apply(event)).is_ok() => {}
+            Some(_) => {
+                // Mailbox full or actor stopping: it reloads from the database instead.
+                slot.dirty.store(true, Ordering::Release);
+                tracing::warn!("classroom event not delivered; the classroom will reload");
+            }
+            // Still loading: it reloads once started.
+            None => slot.dirty.store(true, Ordering::Release),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no such classroom")]
+struct NoSuchClassroom;
+
+fn busy() -> AppError {
+    AppError::Unavailable {
+        message: "Le serveur est très sollicité ; réessayez dans un instant.".into(),
+        retry_after_secs: 2,
+    }
+}

@@ -1,0 +1,559 @@
+//! `StudentActor`: one per active student. Holds the student's progress hot (loaded once), applies
+//! the rate limit and the rules, hands the rows to the writer and answers after the commit.
+//!
+//! One change at a time: submissions and hint reveals queue inside the actor and the next starts
+//! when the previous batch has committed, so every change is computed from committed state. The
+//! mailbox never stalls meanwhile (reads are answered from committed state), and a resend of an
+//! attempt already queued, in flight or recently answered waits for, or gets, that same answer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::registry::Registry;
+use super::writer::{WriteError, WriterHandle};
+use crate::bus::ClassEvent;
+use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
+use crate::domain::progress::{StudentProgress, level_for};
+use crate::domain::rules::{
+    AttemptInput, AttemptOutcome, HintOutcome, evaluate_attempt, evaluate_hint,
+};
+use crate::domain::time::now_ms;
+use crate::store::progress::{AttemptRow, HintRow, ItemResult, StatsRow, WriteItem};
+
+/// Answers kept per student for resends that arrive after the answer (the database keeps them all).
+const RECENT_ANSWERS: usize = 256;
+const HOUR_MS: i64 = 3_600_000;
+
+/// A validated submission.
+#[derive(Debug, Clone)]
+pub struct SubmitAttempt {
+    pub attempt_id: String,
+    pub exercise_id: ExerciseId,
+    pub xp_reward: i32,
+    pub passed: bool,
+    pub score: i32,
+    pub code: String,
+    pub duration_ms: Option<i64>,
+}
+
+/// The answer to a submission (the portal's shape, plus a few fields). Stored with the attempt:
+/// a resend gets it back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitAnswer {
+    pub success: bool,
+    pub attempt_id: String,
+    pub exercise_id: ExerciseId,
+    pub passed: bool,
+    pub score: i32,
+    pub first_pass: bool,
+    pub xp_awarded: i64,
+    pub total_xp: i64,
+    pub level: i64,
+    pub level_up: bool,
+    pub new_badges: Vec<String>,
+    pub new_achievements: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HintAnswer {
+    pub hint_id: HintId,
+    pub already_revealed: bool,
+    pub xp_spent: i64,
+    pub total_xp: i64,
+    pub level: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActorError {
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("write queue full")]
+    Overloaded,
+    #[error("not stored")]
+    NotStored,
+    #[error("attempt id used for another attempt")]
+    AttemptIdConflict,
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Message, Clone)]
+#[rtype(result = "Result<SubmitAnswer, ActorError>")]
+pub struct Submit(pub SubmitAttempt);
+
+#[derive(Message, Clone)]
+#[rtype(result = "Result<HintAnswer, ActorError>")]
+pub struct RevealHint {
+    pub hint_id: HintId,
+    pub xp_cost: i32,
+}
+
+/// The committed progress, for reads.
+#[derive(Message, Clone)]
+#[rtype(result = "StudentProgress")]
+pub struct GetProgress;
+
+/// The classes the student's events go to (after a join or a leave).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SetClassrooms(pub Vec<ClassroomId>);
+
+type AnswerTx = oneshot::Sender<Result<SubmitAnswer, ActorError>>;
+type HintTx = oneshot::Sender<Result<HintAnswer, ActorError>>;
+
+enum Pending {
+    Attempt {
+        attempt: SubmitAttempt,
+        at_ms: i64,
+    },
+    Hint {
+        hint_id: HintId,
+        xp_cost: i32,
+        reply: HintTx,
+    },
+}
+
+pub struct StudentActor {
+    id: UserId,
+    progress: StudentProgress,
+    classrooms: Vec<ClassroomId>,
+    writer: WriterHandle,
+    registry: Weak<Registry>,
+    rate_limit_per_hour: u32,
+    idle_timeout: Duration,
+    /// Accepted submissions of the last hour (their times), for the rate limit.
+    recent_submissions: VecDeque<i64>,
+    queue: VecDeque<Pending>,
+    busy: bool,
+    /// Everyone waiting for an attempt's answer (the first sender and its resends).
+    waiting: HashMap<String, Vec<AnswerTx>>,
+    recent_answers: HashMap<String, SubmitAnswer>,
+    recent_order: VecDeque<String>,
+    last_active: Instant,
+}
+
+pub struct StudentActorConfig {
+    pub writer: WriterHandle,
+    pub registry: Weak<Registry>,
+    pub rate_limit_per_hour: u32,
+    pub idle_timeout: Duration,
+}
+
+impl StudentActor {
+    pub fn new(
+        progress: StudentProgress,
+        classrooms: Vec<ClassroomId>,
+        config: StudentActorConfig,
+    ) -> Self {
+        StudentActor {
+            id: progress.student_id,
+            progress,
+            classrooms,
+            writer: config.writer,
+            registry: config.registry,
+            rate_limit_per_hour: config.rate_limit_per_hour,
+            idle_timeout: config.idle_timeout,
+            recent_submissions: VecDeque::new(),
+            queue: VecDeque::new(),
+            busy: false,
+            waiting: HashMap::new(),
+            recent_answers: HashMap::new(),
+            recent_order: VecDeque::new(),
+            last_active: Instant::now(),
+        }
+    }
+
+    fn has_unflushed_work(&self) -> bool {
+        self.busy || !self.queue.is_empty() || !self.waiting.is_empty()
+    }
+
+    fn remember(&mut self, answer: SubmitAnswer) {
+        if self.recent_order.len() >= RECENT_ANSWERS
+            && let Some(old) = self.recent_order.pop_front()
+        {
+            self.recent_answers.remove(&old);
+        }
+        self.recent_order.push_back(answer.attempt_id.clone());
+        self.recent_answers
+            .insert(answer.attempt_id.clone(), answer);
+    }
+
+    fn answer_waiters(&mut self, attempt_id: &str, result: Result<SubmitAnswer, ActorError>) {
+        for tx in self.waiting.remove(attempt_id).unwrap_or_default() {
+            let _ = tx.send(result.clone());
+        }
+    }
+
+    /// Seconds until the oldest submission of the window leaves it, if the window is full.
+    fn rate_limited(&mut self, now: i64) -> Option<u64> {
+        while self
+            .recent_submissions
+            .front()
+            .is_some_and(|t| now - t >= HOUR_MS)
+        {
+            self.recent_submissions.pop_front();
+        }
+        if self.recent_submissions.len() >= self.rate_limit_per_hour as usize {
+            let oldest = self.recent_submissions.front().copied().unwrap_or(now);
+            Some(((oldest + HOUR_MS - now).max(1000) / 1000) as u64)
+        } else {
+            None
+        }
+    }
+
+    fn stats_after(
+        &self,
+        xp: i64,
+        outcome_streak: Option<crate::domain::progress::Streak>,
+    ) -> StatsRow {
+        StatsRow {
+            student_id: self.id,
+            xp,
+            streak: outcome_streak.unwrap_or(self.progress.streak),
+        }
+    }
+
+    /// Starts the next queued change if none is in flight.
+    fn process_next(&mut self, ctx: &mut Context<Self>) {
+        while !self.busy {
+            let Some(next) = self.queue.pop_front() else {
+                return;
+            };
+            match next {
+                Pending::Attempt { attempt, at_ms } => self.start_attempt(attempt, at_ms, ctx),
+                Pending::Hint {
+                    hint_id,
+                    xp_cost,
+                    reply,
+                } => self.start_hint(hint_id, xp_cost, reply, ctx),
+            }
+        }
+    }
+
+    fn start_attempt(&mut self, attempt: SubmitAttempt, at_ms: i64, ctx: &mut Context<Self>) {
+        let input = AttemptInput {
+            exercise_id: attempt.exercise_id,
+            xp_reward: attempt.xp_reward,
+            passed: attempt.passed,
+            score: attempt.score,
+            at_ms,
+        };
+        let outcome = evaluate_attempt(&self.progress, &input);
+        let answer = SubmitAnswer {
+            success: true,
+            attempt_id: attempt.attempt_id.clone(),
+            exercise_id: attempt.exercise_id,
+            passed: attempt.passed,
+            score: attempt.score,
+            first_pass: outcome.first_pass,
+            xp_awarded: outcome.xp_awarded,
+            total_xp: outcome.xp_after,
+            level: outcome.level_after,
+            level_up: outcome.level_after > outcome.level_before,
+            new_badges: outcome
+                .new_badges
+                .iter()
+                .map(|b| b.code().to_owned())
+                .collect(),
+            new_achievements: outcome
+                .new_achievements
+                .iter()
+                .map(|a| a.code().to_owned())
+                .collect(),
+        };
+        let row = AttemptRow {
+            attempt_id: attempt.attempt_id.clone(),
+            student_id: self.id,
+            exercise_id: attempt.exercise_id,
+            passed: attempt.passed,
+            score: attempt.score,
+            code: attempt.code,
+            duration_ms: attempt.duration_ms,
+            created_at: at_ms,
+            outcome: serde_json::to_string(&answer).unwrap_or_default(),
+            progress: outcome.progress.clone(),
+            stats: self.stats_after(outcome.xp_after, Some(outcome.streak)),
+            new_badges: outcome.new_badges.clone(),
+            new_achievements: outcome.new_achievements.clone(),
+        };
+        let rx = match self.writer.submit(WriteItem::Attempt(row)) {
+            Ok(rx) => rx,
+            Err(e) => {
+                self.answer_waiters(&answer.attempt_id, Err(write_error(e)));
+                return;
+            }
+        };
+        self.busy = true;
+        ctx.spawn(
+            async move { rx.await.unwrap_or(Err(WriteError::Closed)) }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.busy = false;
+                    act.finish_attempt(result, outcome, answer, ctx);
+                    act.process_next(ctx);
+                }),
+        );
+    }
+
+    fn finish_attempt(
+        &mut self,
+        result: Result<ItemResult, WriteError>,
+        outcome: AttemptOutcome,
+        answer: SubmitAnswer,
+        ctx: &mut Context<Self>,
+    ) {
+        let attempt_id = answer.attempt_id.clone();
+        match result {
+            Ok(ItemResult::Written) => {
+                self.progress.apply_attempt(&outcome);
+                self.publish_attempt(&outcome, &answer);
+                self.remember(answer.clone());
+                self.answer_waiters(&attempt_id, Ok(answer));
+            }
+            Ok(ItemResult::Duplicate {
+                student_id,
+                outcome: stored,
+            }) => {
+                let stored: Option<SubmitAnswer> = serde_json::from_str(&stored).ok();
+                match stored {
+                    Some(stored) if student_id == self.id => {
+                        // Stored before this actor loaded, or by another instance: the hot state
+                        // may lack it, so reload it from the database.
+                        self.remember(stored.clone());
+                        self.answer_waiters(&attempt_id, Ok(stored));
+                        self.reload(ctx);
+                    }
+                    _ => self.answer_waiters(&attempt_id, Err(ActorError::AttemptIdConflict)),
+                }
+            }
+            Err(e) => self.answer_waiters(&attempt_id, Err(write_error(e))),
+        }
+    }
+
+    fn publish_attempt(&self, outcome: &AttemptOutcome, answer: &SubmitAnswer) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let at = outcome.progress.last_attempt_at;
+        let mut events = vec![ClassEvent::AttemptRecorded {
+            student_id: self.id,
+            exercise_id: outcome.exercise_id,
+            attempt_id: answer.attempt_id.clone(),
+            passed: answer.passed,
+            score: answer.score,
+            at,
+            progress: outcome.progress.clone(),
+            xp: outcome.xp_after,
+        }];
+        events.extend(outcome.new_badges.iter().map(|b| ClassEvent::BadgeAwarded {
+            student_id: self.id,
+            badge: *b,
+            at,
+        }));
+        events.extend(
+            outcome
+                .new_achievements
+                .iter()
+                .map(|a| ClassEvent::AchievementUnlocked {
+                    student_id: self.id,
+                    achievement: *a,
+                    at,
+                }),
+        );
+        for event in events {
+            let event = Arc::new(event);
+            for classroom in &self.classrooms {
+                registry.publish(*classroom, event.clone());
+            }
+        }
+    }
+
+    fn start_hint(
+        &mut self,
+        hint_id: HintId,
+        xp_cost: i32,
+        reply: HintTx,
+        ctx: &mut Context<Self>,
+    ) {
+        let outcome = evaluate_hint(&self.progress, hint_id, xp_cost);
+        if outcome.already_revealed {
+            let _ = reply.send(Ok(self.hint_answer(&outcome)));
+            return;
+        }
+        let row = HintRow {
+            student_id: self.id,
+            hint_id,
+            xp_spent: outcome.xp_spent,
+            created_at: now_ms(),
+            stats: self.stats_after(outcome.xp_after, None),
+        };
+        let rx = match self.writer.submit(WriteItem::Hint(row)) {
+            Ok(rx) => rx,
+            Err(e) => {
+                let _ = reply.send(Err(write_error(e)));
+                return;
+            }
+        };
+        self.busy = true;
+        ctx.spawn(
+            async move { rx.await.unwrap_or(Err(WriteError::Closed)) }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.busy = false;
+                    let answer = match result {
+                        Ok(_) => {
+                            act.progress.apply_hint(&outcome);
+                            if let Some(registry) = act.registry.upgrade() {
+                                let event = Arc::new(ClassEvent::XpChanged {
+                                    student_id: act.id,
+                                    xp: act.progress.xp,
+                                });
+                                for classroom in &act.classrooms {
+                                    registry.publish(*classroom, event.clone());
+                                }
+                            }
+                            Ok(act.hint_answer(&outcome))
+                        }
+                        Err(e) => Err(write_error(e)),
+                    };
+                    let _ = reply.send(answer);
+                    act.process_next(ctx);
+                }),
+        );
+    }
+
+    fn hint_answer(&self, o: &HintOutcome) -> HintAnswer {
+        HintAnswer {
+            hint_id: o.hint_id,
+            already_revealed: o.already_revealed,
+            xp_spent: o.xp_spent,
+            total_xp: o.xp_after,
+            level: level_for(o.xp_after),
+        }
+    }
+
+    /// Replaces the hot state with the database's (after finding an attempt stored elsewhere).
+    /// Queued changes wait for it: they must be computed from the reloaded state.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let store = registry.store().clone();
+        let id = self.id;
+        self.busy = true;
+        ctx.spawn(
+            async move { store.load_student_progress(id).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    act.busy = false;
+                    match result {
+                        Ok(progress) => act.progress = progress,
+                        Err(e) => tracing::warn!(
+                            error = format!("{e:#}"),
+                            "reloading a student's progress failed"
+                        ),
+                    }
+                    act.process_next(ctx);
+                }),
+        );
+    }
+}
+
+fn write_error(e: WriteError) -> ActorError {
+    match e {
+        WriteError::QueueFull => ActorError::Overloaded,
+        WriteError::Closed => ActorError::ShuttingDown,
+        WriteError::Failed => ActorError::NotStored,
+    }
+}
+
+impl Actor for StudentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(check_every, |act, ctx| {
+            if act.last_active.elapsed() >= act.idle_timeout && !act.has_unflushed_work() {
+                // Leave the registry first: a request from now on starts a fresh actor, which
+                // loads what this one committed.
+                if let Some(registry) = act.registry.upgrade() {
+                    registry.forget_student(act.id, &ctx.address());
+                }
+                ctx.stop();
+            }
+        });
+    }
+}
+
+impl Handler<Submit> for StudentActor {
+    type Result = ResponseFuture<Result<SubmitAnswer, ActorError>>;
+
+    fn handle(&mut self, Submit(attempt): Submit, ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let reply =
+            |r: Result<SubmitAnswer, ActorError>| -> Self::Result { Box::pin(async move { r }) };
+        if let Some(answer) = self.recent_answers.get(&attempt.attempt_id) {
+            return reply(if answer.exercise_id == attempt.exercise_id {
+                Ok(answer.clone())
+            } else {
+                Err(ActorError::AttemptIdConflict)
+            });
+        }
+        if let Some(waiters) = self.waiting.get_mut(&attempt.attempt_id) {
+            // The same attempt is queued or in flight: wait for its answer.
+            waiters.push(tx);
+        } else {
+            let now = now_ms();
+            if let Some(retry_after_secs) = self.rate_limited(now) {
+                return reply(Err(ActorError::RateLimited { retry_after_secs }));
+            }
+            self.recent_submissions.push_back(now);
+            self.waiting.insert(attempt.attempt_id.clone(), vec![tx]);
+            self.queue.push_back(Pending::Attempt {
+                attempt,
+                at_ms: now,
+            });
+            self.process_next(ctx);
+        }
+        Box::pin(async move { rx.await.unwrap_or(Err(ActorError::ShuttingDown)) })
+    }
+}
+
+impl Handler<RevealHint> for StudentActor {
+    type Result = ResponseFuture<Result<HintAnswer, ActorError>>;
+
+    fn handle(&mut self, msg: RevealHint, ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        self.queue.push_back(Pending::Hint {
+            hint_id: msg.hint_id,
+            xp_cost: msg.xp_cost,
+            reply: tx,
+        });
+        self.process_next(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(ActorError::ShuttingDown)) })
+    }
+}
+
+impl Handler<GetProgress> for StudentActor {
+    type Result = MessageResult<GetProgress>;
+
+    fn handle(&mut self, _: GetProgress, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        MessageResult(self.progress.clone())
+    }
+}
+
+impl Handler<SetClassrooms> for StudentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetClassrooms, _ctx: &mut Self::Context) {
+        self.classrooms = msg.0;
+    }
+}

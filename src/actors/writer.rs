@@ -1,0 +1,369 @@
+//! `AttemptWriter`: the group commit. Every student actor hands its rows here; a batch closes at
+//! `batch_max_rows` items or `batch_max_wait_ms` after its first, whichever comes first, and is
+//! written in one transaction. Each submitter is answered only after its batch committed.
+//!
+//! Failure handling: while the database is unreachable (connection errors) a batch is retried
+//! with backoff for `retry_window_ms`, the bounded queue filling meanwhile (full → 503 at once);
+//! then its submitters get an error. A batch the database refuses (a constraint, a trigger) is
+//! split and each item retried alone, so one bad row fails only its own submitter.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::WriterSettings;
+use crate::store::Store;
+use crate::store::progress::{ItemResult, WriteItem};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("the write queue is full")]
+    QueueFull,
+    #[error("the writer is shutting down")]
+    Closed,
+    #[error("the database did not commit the batch")]
+    Failed,
+}
+
+type Reply = oneshot::Sender<Result<ItemResult, WriteError>>;
+
+struct Job {
+    item: WriteItem,
+    reply: Reply,
+}
+
+/// Upper bounds of the batch-size histogram buckets (the last bucket is +Inf).
+pub const BATCH_SIZE_BUCKETS: [u64; 8] = [1, 2, 5, 10, 25, 50, 100, 500];
+/// Upper bounds, in milliseconds, of the flush-latency histogram buckets.
+pub const FLUSH_MS_BUCKETS: [u64; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 1000];
+
+/// The writer's counters (read by `/metrics`, the tests and the benchmark).
+#[derive(Debug, Default)]
+pub struct WriterMetrics {
+    /// Items (attempts and hint reveals) committed.
+    pub items_written: AtomicU64,
+    /// Database rows inserted or updated by committed batches.
+    pub rows_written: AtomicU64,
+    pub commits: AtomicU64,
+    pub failed_commits: AtomicU64,
+    /// Attempts found already stored (resends).
+    pub duplicates: AtomicU64,
+    /// Items refused because the queue was full.
+    pub rejected_queue_full: AtomicU64,
+    pub largest_batch: AtomicU64,
+    /// Batch sizes: one counter per bucket of `BATCH_SIZE_BUCKETS`, plus +Inf.
+    pub batch_size_buckets: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
+    /// Flush latencies: one counter per bucket of `FLUSH_MS_BUCKETS`, plus +Inf.
+    pub flush_ms_buckets: [AtomicU64; FLUSH_MS_BUCKETS.len() + 1],
+    pub flush_us_total: AtomicU64,
+}
+
+fn bucket(bounds: &[u64], value: u64) -> usize {
+    bounds
+        .iter()
+        .position(|b| value <= *b)
+        .unwrap_or(bounds.len())
+}
+
+impl WriterMetrics {
+    fn record_commit(&self, items: usize, rows: u64, elapsed: Duration) {
+        let ms = elapsed.as_millis() as u64;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.items_written
+            .fetch_add(items as u64, Ordering::Relaxed);
+        self.rows_written.fetch_add(rows, Ordering::Relaxed);
+        self.largest_batch
+            .fetch_max(items as u64, Ordering::Relaxed);
+        self.batch_size_buckets[bucket(&BATCH_SIZE_BUCKETS, items as u64)]
+            .fetch_add(1, Ordering::Relaxed);
+        self.flush_ms_buckets[bucket(&FLUSH_MS_BUCKETS, ms)].fetch_add(1, Ordering::Relaxed);
+        self.flush_us_total
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Mean items per commit so far.
+    pub fn mean_batch(&self) -> f64 {
+        let commits = self.commits.load(Ordering::Relaxed);
+        if commits == 0 {
+            0.0
+        } else {
+            self.items_written.load(Ordering::Relaxed) as f64 / commits as f64
+        }
+    }
+}
+
+/// What actors hold to hand rows to the writer.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+    metrics: Arc<WriterMetrics>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("queue_depth", &self.queue_depth())
+            .finish()
+    }
+}
+
+impl WriterHandle {
+    /// Queues an item without waiting; the receiver resolves once its batch has committed (or
+    /// failed). A full queue is refused at once: the caller answers 503 with `retry_after`.
+    pub fn submit(
+        &self,
+        item: WriteItem,
+    ) -> Result<oneshot::Receiver<Result<ItemResult, WriteError>>, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Job { item, reply }) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics
+                    .rejected_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(WriteError::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Closed),
+        }
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    pub fn metrics(&self) -> &Arc<WriterMetrics> {
+        &self.metrics
+    }
+}
+
+/// The writer's phase. `Draining` (the server is stopping): batches no longer wait for more
+/// items, so the requests still in flight get their answers quickly. `Closing`: no new items;
+/// what is queued is committed, then the task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    Draining,
+    Closing,
+}
+
+pub struct AttemptWriter {
+    handle: WriterHandle,
+    phase: watch::Sender<Phase>,
+    task: JoinHandle<()>,
+}
+
+/// Switches a running writer to draining (see [`Phase`]); cheap to clone.
+#[derive(Clone)]
+pub struct DrainSwitch(watch::Sender<Phase>);
+
+impl DrainSwitch {
+    pub fn drain(&self) {
+        self.0.send_if_modified(|p| {
+            let change = *p == Phase::Running;
+            if change {
+                *p = Phase::Draining;
+            }
+            change
+        });
+    }
+}
+
+impl AttemptWriter {
+    pub fn start(store: Store, settings: WriterSettings) -> AttemptWriter {
+        let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let metrics = Arc::new(WriterMetrics::default());
+        let (phase, phase_rx) = watch::channel(Phase::Running);
+        let worker = Worker {
+            store,
+            settings,
+            metrics: metrics.clone(),
+        };
+        let task = tokio::spawn(worker.run(rx, phase_rx));
+        AttemptWriter {
+            handle: WriterHandle { tx, metrics },
+            phase,
+            task,
+        }
+    }
+
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    pub fn drain_switch(&self) -> DrainSwitch {
+        DrainSwitch(self.phase.clone())
+    }
+
+    /// Stops accepting items, commits everything already queued, and returns when done.
+    pub async fn shutdown(self) {
+        let _ = self.phase.send(Phase::Closing);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "attempt writer task failed");
+        }
+    }
+}
+
+struct Worker {
+    store: Store,
+    settings: WriterSettings,
+    metrics: Arc<WriterMetrics>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, mut phase: watch::Receiver<Phase>) {
+        let max_rows = self.settings.batch_max_rows.max(1);
+        let max_wait = Duration::from_millis(self.settings.batch_max_wait_ms);
+        let mut closed = false;
+        loop {
+            let current = *phase.borrow_and_update();
+            if current == Phase::Closing && !closed {
+                // No new items; what is queued is still received and committed below.
+                rx.close();
+                closed = true;
+            }
+            let first = if closed {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    biased;
+                    changed = phase.changed() => {
+                        if changed.is_err() {
+                            // The AttemptWriter was dropped without shutdown: finish the queue.
+                            rx.close();
+                            closed = true;
+                        }
+                        continue;
+                    }
+                    job = rx.recv() => job,
+                }
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + max_wait;
+            while batch.len() < max_rows {
+                // Whatever is already queued joins at once; then, while running, wait for more
+                // until the deadline.
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if *phase.borrow() != Phase::Running {
+                            break;
+                        }
+                        tokio::select! {
+                            job = rx.recv() => match job {
+                                Some(job) => batch.push(job),
+                                None => break,
+                            },
+                            _ = tokio::time::sleep_until(deadline) => break,
+                            _ = phase.changed() => break,
+                        }
+                    }
+                }
+            }
+            self.flush(batch).await;
+        }
+        tracing::info!("attempt writer stopped: every queued item was committed or answered");
+    }
+
+    #[tracing::instrument(skip_all, fields(items = jobs.len()))]
+    async fn flush(&self, jobs: Vec<Job>) {
+        let retry_deadline = Instant::now() + Duration::from_millis(self.settings.retry_window_ms);
+        let mut backoff = Duration::from_millis(25);
+        let (items, replies): (Vec<WriteItem>, Vec<Reply>) =
+            jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
+        loop {
+            let started = Instant::now();
+            match self.store.write_batch(&items).await {
+                Ok((results, report)) => {
+                    self.metrics
+                        .record_commit(items.len(), report.rows, started.elapsed());
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        if matches!(result, ItemResult::Duplicate { .. }) {
+                            self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = reply.send(Ok(result));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    let transient = is_transient(&e);
+                    if transient && Instant::now() + backoff < retry_deadline {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "batch commit failed; database unreachable, retrying"
+                        );
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                    if !transient && items.len() > 1 {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "batch refused by the database; retrying its items one by one"
+                        );
+                        for (item, reply) in items.into_iter().zip(replies) {
+                            Box::pin(self.flush(vec![Job { item, reply }])).await;
+                        }
+                        return;
+                    }
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        items = items.len(),
+                        "batch not committed; its submitters get an error"
+                    );
+                    for reply in replies {
+                        let _ = reply.send(Err(WriteError::Failed));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Connection-level failures are worth retrying; a statement the database refused is not.
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets() {
+        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 1), 0);
+        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 3), 2);
+        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 500), 7);
+        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 501), 8);
+    }
+
+    #[test]
+    fn only_connection_errors_are_transient() {
+        assert!(is_transient(&anyhow::Error::from(
+            sqlx::Error::PoolTimedOut
+        )));
+        assert!(!is_transient(&anyhow::Error::from(
+            sqlx::Error::RowNotFound
+        )));
+        assert!(!is_transient(&anyhow::anyhow!("other")));
+    }
+}

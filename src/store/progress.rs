@@ -1,0 +1,631 @@
+//! Student progress: loading one student's state (once, when their actor starts) and writing a
+//! batch of attempts and hint reveals in one transaction (the writer's group commit).
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{QueryBuilder, Row};
+
+use super::{Pool, Store, on_pool};
+use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
+use crate::domain::progress::{Achievement, Badge, ExerciseProgress, Streak, StudentProgress};
+
+/// A student's XP and streak, written whole (the student's actor is its only writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsRow {
+    pub student_id: UserId,
+    pub xp: i64,
+    pub streak: Streak,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub attempt_id: String,
+    pub student_id: UserId,
+    pub exercise_id: ExerciseId,
+    pub passed: bool,
+    pub score: i32,
+    pub code: String,
+    pub duration_ms: Option<i64>,
+    pub created_at: i64,
+    /// The answer given to the submitter (JSON), kept for resends.
+    pub outcome: String,
+    pub progress: ExerciseProgress,
+    pub stats: StatsRow,
+    pub new_badges: Vec<Badge>,
+    pub new_achievements: Vec<Achievement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HintRow {
+    pub student_id: UserId,
+    pub hint_id: HintId,
+    pub xp_spent: i64,
+    pub created_at: i64,
+    pub stats: StatsRow,
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteItem {
+    Attempt(AttemptRow),
+    Hint(HintRow),
+}
+
+impl WriteItem {
+    fn stats(&self) -> StatsRow {
+        match self {
+            WriteItem::Attempt(a) => a.stats,
+            WriteItem::Hint(h) => h.stats,
+        }
+    }
+}
+
+/// What became of one item of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemResult {
+    Written,
+    /// The attempt id was already stored: nothing was written for this item. `outcome` is the
+    /// answer stored with it, `student_id` whose it is (a foreign id must not get it).
+    Duplicate {
+        student_id: UserId,
+        outcome: String,
+    },
+}
+
+/// Rows a committed batch wrote, by table (for the writer's counters).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchReport {
+    pub rows: u64,
+}
+
+/// SQLite allows 32766 bound values per statement; stay far below it.
+const SQLITE_ROWS_PER_STATEMENT: usize = 200;
+
+const PROGRESS_UPSERT_TAIL: &str = " ON CONFLICT (student_id, exercise_id) DO UPDATE SET
+    attempts = excluded.attempts, failed_attempts = excluded.failed_attempts,
+    best_score = excluded.best_score, passed = excluded.passed,
+    first_passed_at = excluded.first_passed_at, last_attempt_at = excluded.last_attempt_at";
+
+const STATS_UPSERT_TAIL: &str = " ON CONFLICT (student_id) DO UPDATE SET
+    xp = excluded.xp, current_streak = excluded.current_streak,
+    longest_streak = excluded.longest_streak, last_pass_day = excluded.last_pass_day,
+    updated_at = excluded.updated_at";
+
+/// Fetches (student, stored outcome) of the attempts that were not inserted. Rare: resends.
+macro_rules! fetch_duplicates {
+    ($conn:expr, $attempts:expr, $inserted:expr) => {{
+        let mut found: HashMap<String, (UserId, String)> = HashMap::new();
+        for a in $attempts
+            .iter()
+            .filter(|a| !$inserted.contains(&a.attempt_id))
+        {
+            if let Some(r) =
+                sqlx::query("SELECT student_id, outcome FROM attempts WHERE attempt_id = $1")
+                    .bind(&a.attempt_id)
+                    .fetch_optional(&mut *$conn)
+                    .await?
+            {
+                found.insert(
+                    a.attempt_id.clone(),
+                    (UserId(r.try_get("student_id")?), r.try_get("outcome")?),
+                );
+            }
+        }
+        found
+    }};
+}
+
+/// Badges, achievements and hint uses: few rows, `ON CONFLICT DO NOTHING` (each is had once).
+macro_rules! write_awards {
+    ($conn:expr, $items:expr, $now:expr) => {{
+        let mut rows: u64 = 0;
+        let mut badges: Vec<(i64, &'static str)> = Vec::new();
+        let mut achievements: Vec<(i64, &'static str, i64)> = Vec::new();
+        let mut hints: Vec<(i64, i64, i64, i64)> = Vec::new();
+        for item in $items.iter() {
+            match item {
+                WriteItem::Attempt(a) => {
+                    badges.extend(a.new_badges.iter().map(|b| (a.student_id.0, b.code())));
+                    achievements.extend(
+                        a.new_achievements
+                            .iter()
+                            .map(|x| (a.student_id.0, x.code(), x.xp_bonus())),
+                    );
+                }
+                WriteItem::Hint(h) => {
+                    hints.push((h.student_id.0, h.hint_id.0, h.xp_spent, h.created_at))
+                }
+            }
+        }
+        for chunk in badges.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new("INSERT INTO student_badges (student_id, badge, awarded_at) ");
+            qb.push_values(chunk, |mut b, (student, badge)| {
+                b.push_bind(*student).push_bind(*badge).push_bind($now);
+            });
+            qb.push(" ON CONFLICT (student_id, badge) DO NOTHING");
+            rows += qb.build().execute(&mut *$conn).await?.rows_affected();
+        }
+        for chunk in achievements.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO student_achievements (student_id, achievement, xp_awarded, unlocked_at) ",
+            );
+            qb.push_values(chunk, |mut b, (student, code, xp)| {
+                b.push_bind(*student).push_bind(*code).push_bind(*xp as i32).push_bind($now);
+            });
+            qb.push(" ON CONFLICT (student_id, achievement) DO NOTHING");
+            rows += qb.build().execute(&mut *$conn).await?.rows_affected();
+        }
+        for chunk in hints.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let mut qb =
+                QueryBuilder::new("INSERT INTO hint_uses (student_id, hint_id, xp_spent, created_at) ");
+            qb.push_values(chunk, |mut b, (student, hint, spent, at)| {
+                b.push_bind(*student).push_bind(*hint).push_bind(*spent as i32).push_bind(*at);
+            });
+            qb.push(" ON CONFLICT (student_id, hint_id) DO NOTHING");
+            rows += qb.build().execute(&mut *$conn).await?.rows_affected();
+        }
+        rows
+    }};
+}
+
+impl Store {
+    /// Everything the rules need about one student: five small indexed reads.
+    #[tracing::instrument(skip(self))]
+    pub async fn load_student_progress(&self, student: UserId) -> anyhow::Result<StudentProgress> {
+        let mut p = StudentProgress::new(student);
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT exercise_id, attempts, failed_attempts, best_score, passed,
+                        first_passed_at, last_attempt_at
+                 FROM progress WHERE student_id = $1",
+            )
+            .bind(student.0)
+            .fetch_all(pool)
+            .await?;
+            for r in rows {
+                p.exercises.insert(
+                    ExerciseId(r.try_get("exercise_id")?),
+                    ExerciseProgress {
+                        attempts: r.try_get("attempts")?,
+                        failed_attempts: r.try_get("failed_attempts")?,
+                        best_score: r.try_get("best_score")?,
+                        passed: r.try_get("passed")?,
+                        first_passed_at: r.try_get("first_passed_at")?,
+                        last_attempt_at: r.try_get("last_attempt_at")?,
+                    },
+                );
+            }
+            if let Some(r) = sqlx::query(
+                "SELECT xp, current_streak, longest_streak, last_pass_day
+                 FROM student_stats WHERE student_id = $1",
+            )
+            .bind(student.0)
+            .fetch_optional(pool)
+            .await?
+            {
+                p.xp = r.try_get("xp")?;
+                p.streak = Streak {
+                    current: r.try_get("current_streak")?,
+                    longest: r.try_get("longest_streak")?,
+                    last_pass_day: r.try_get("last_pass_day")?,
+                };
+            }
+            for r in sqlx::query("SELECT badge FROM student_badges WHERE student_id = $1")
+                .bind(student.0)
+                .fetch_all(pool)
+                .await?
+            {
+                let code: String = r.try_get("badge")?;
+                p.badges.extend(Badge::from_code(&code));
+            }
+            for r in sqlx::query("SELECT achievement FROM student_achievements WHERE student_id = $1")
+                .bind(student.0)
+                .fetch_all(pool)
+                .await?
+            {
+                let code: String = r.try_get("achievement")?;
+                p.achievements.extend(Achievement::from_code(&code));
+            }
+            for r in sqlx::query("SELECT hint_id FROM hint_uses WHERE student_id = $1")
+                .bind(student.0)
+                .fetch_all(pool)
+                .await?
+            {
+                p.hints_used.insert(HintId(r.try_get("hint_id")?));
+            }
+        });
+        Ok(p)
+    }
+
+    /// Per-student progress of every student enrolled in a class (for its `ClassroomActor`).
+    pub async fn classroom_progress(
+        &self,
+        classroom: ClassroomId,
+    ) -> anyhow::Result<Vec<(UserId, ExerciseId, ExerciseProgress)>> {
+        let mut out = Vec::new();
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT p.student_id, p.exercise_id, p.attempts, p.failed_attempts, p.best_score,
+                        p.passed, p.first_passed_at, p.last_attempt_at
+                 FROM progress p
+                 JOIN enrollments e ON e.student_id = p.student_id AND e.classroom_id = $1",
+            )
+            .bind(classroom.0)
+            .fetch_all(pool)
+            .await?;
+            for r in rows {
+                out.push((
+                    UserId(r.try_get("student_id")?),
+                    ExerciseId(r.try_get("exercise_id")?),
+                    ExerciseProgress {
+                        attempts: r.try_get("attempts")?,
+                        failed_attempts: r.try_get("failed_attempts")?,
+                        best_score: r.try_get("best_score")?,
+                        passed: r.try_get("passed")?,
+                        first_passed_at: r.try_get("first_passed_at")?,
+                        last_attempt_at: r.try_get("last_attempt_at")?,
+                    },
+                ));
+            }
+        });
+        Ok(out)
+    }
+
+    /// The teacher of a class, or `None` if there is no such class.
+    pub async fn classroom_teacher(
+        &self,
+        classroom: ClassroomId,
+    ) -> anyhow::Result<Option<UserId>> {
+        let teacher: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT teacher_id FROM classrooms WHERE id = $1")
+                .bind(classroom.0)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(teacher.map(UserId))
+    }
+
+    /// XP and leaderboard opt-out of each student of a class.
+    pub async fn classroom_member_stats(
+        &self,
+        classroom: ClassroomId,
+    ) -> anyhow::Result<HashMap<UserId, (i64, bool)>> {
+        let mut out = HashMap::new();
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT e.student_id, COALESCE(s.xp, 0) AS xp, u.leaderboard_opt_out
+                 FROM enrollments e
+                 JOIN users u ON u.id = e.student_id
+                 LEFT JOIN student_stats s ON s.student_id = e.student_id
+                 WHERE e.classroom_id = $1",
+            )
+            .bind(classroom.0)
+            .fetch_all(pool)
+            .await?;
+            for r in rows {
+                out.insert(
+                    UserId(r.try_get("student_id")?),
+                    (r.try_get::<i64, _>("xp")?, r.try_get::<bool, _>("leaderboard_opt_out")?),
+                );
+            }
+        });
+        Ok(out)
+    }
+
+    /// Writes a batch in one transaction. Attempts go first with `ON CONFLICT (attempt_id) DO
+    /// NOTHING`: an attempt already stored makes its item a `Duplicate` and nothing else of that
+    /// item is written. Either the whole batch commits or nothing of it does.
+    #[tracing::instrument(skip_all, fields(items = items.len()))]
+    pub async fn write_batch(
+        &self,
+        items: &[WriteItem],
+    ) -> anyhow::Result<(Vec<ItemResult>, BatchReport)> {
+        let now = crate::domain::time::now_ms();
+        let attempts: Vec<&AttemptRow> = items
+            .iter()
+            .filter_map(|i| match i {
+                WriteItem::Attempt(a) => Some(a),
+                WriteItem::Hint(_) => None,
+            })
+            .collect();
+        let mut report = BatchReport::default();
+
+        let (inserted, duplicates) = match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let inserted = pg::insert_attempts(&mut tx, &attempts).await?;
+                let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
+                let effective = effective_items(items, &inserted);
+                report.rows += inserted.len() as u64;
+                report.rows += pg::upsert_progress(&mut tx, &effective).await?;
+                report.rows += pg::upsert_stats(&mut tx, &effective, now).await?;
+                report.rows += write_awards!(&mut *tx, &effective, now);
+                tx.commit().await?;
+                (inserted, duplicates)
+            }
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let inserted = sqlite::insert_attempts(&mut tx, &attempts).await?;
+                let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
+                let effective = effective_items(items, &inserted);
+                report.rows += inserted.len() as u64;
+                report.rows += sqlite::upsert_progress(&mut tx, &effective).await?;
+                report.rows += sqlite::upsert_stats(&mut tx, &effective, now).await?;
+                report.rows += write_awards!(&mut *tx, &effective, now);
+                tx.commit().await?;
+                (inserted, duplicates)
+            }
+        };
+
+        let results = items
+            .iter()
+            .map(|item| match item {
+                WriteItem::Attempt(a) if !inserted.contains(&a.attempt_id) => {
+                    match duplicates.get(&a.attempt_id) {
+                        Some((student_id, outcome)) => ItemResult::Duplicate {
+                            student_id: *student_id,
+                            outcome: outcome.clone(),
+                        },
+                        // Neither inserted nor found: the same id twice in this very batch.
+                        None => ItemResult::Duplicate {
+                            student_id: a.student_id,
+                            outcome: String::new(),
+                        },
+                    }
+                }
+                _ => ItemResult::Written,
+            })
+            .collect();
+        Ok((results, report))
+    }
+}
+
+/// The items whose effects are written: hints, and attempts that were really inserted.
+fn effective_items<'a>(items: &'a [WriteItem], inserted: &HashSet<String>) -> Vec<&'a WriteItem> {
+    items
+        .iter()
+        .filter(|i| match i {
+            WriteItem::Attempt(a) => inserted.contains(&a.attempt_id),
+            WriteItem::Hint(_) => true,
+        })
+        .collect()
+}
+
+/// One stats row per student, the last one of the batch winning (a statement may not upsert the
+/// same key twice on PostgreSQL).
+fn last_stats_per_student(items: &[&WriteItem]) -> Vec<StatsRow> {
+    let mut by_student: HashMap<UserId, StatsRow> = HashMap::new();
+    for item in items {
+        let s = item.stats();
+        by_student.insert(s.student_id, s);
+    }
+    by_student.into_values().collect()
+}
+
+/// One progress row per (student, exercise), the last one winning.
+fn last_progress<'a>(items: &[&'a WriteItem]) -> Vec<&'a AttemptRow> {
+    let mut by_key: HashMap<(UserId, ExerciseId), &AttemptRow> = HashMap::new();
+    for item in items {
+        if let WriteItem::Attempt(a) = item {
+            by_key.insert((a.student_id, a.exercise_id), a);
+        }
+    }
+    by_key.into_values().collect()
+}
+
+/// PostgreSQL: one statement per table whatever the batch size, arrays bound whole (UNNEST).
+mod pg {
+    use super::*;
+    use sqlx::{PgConnection, Postgres, Transaction};
+
+    pub(super) async fn insert_attempts(
+        tx: &mut Transaction<'_, Postgres>,
+        attempts: &[&AttemptRow],
+    ) -> anyhow::Result<HashSet<String>> {
+        if attempts.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let conn: &mut PgConnection = tx;
+        let rows = sqlx::query(
+            "INSERT INTO attempts (attempt_id, student_id, exercise_id, passed, score, code,
+                                   duration_ms, created_at, outcome)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bool[], $5::int[],
+                                  $6::text[], $7::bigint[], $8::bigint[], $9::text[])
+             ON CONFLICT (attempt_id) DO NOTHING
+             RETURNING attempt_id",
+        )
+        .bind(
+            attempts
+                .iter()
+                .map(|a| a.attempt_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(attempts.iter().map(|a| a.student_id.0).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.exercise_id.0).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.passed).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.score).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.code.clone()).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
+        .bind(
+            attempts
+                .iter()
+                .map(|a| a.outcome.clone())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(conn)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("attempt_id")?))
+            .collect()
+    }
+
+    pub(super) async fn upsert_progress(
+        tx: &mut Transaction<'_, Postgres>,
+        items: &[&WriteItem],
+    ) -> anyhow::Result<u64> {
+        let rows = last_progress(items);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let conn: &mut PgConnection = tx;
+        let sql = format!(
+            "INSERT INTO progress (student_id, exercise_id, attempts, failed_attempts, best_score,
+                                   passed, first_passed_at, last_attempt_at)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::int[], $4::int[], $5::int[],
+                                  $6::bool[], $7::bigint[], $8::bigint[])
+             {PROGRESS_UPSERT_TAIL}"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rows.iter().map(|a| a.student_id.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|a| a.exercise_id.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|a| a.progress.attempts).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|a| a.progress.failed_attempts)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|a| a.progress.best_score)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|a| a.progress.passed).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|a| a.progress.first_passed_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|a| a.progress.last_attempt_at)
+                    .collect::<Vec<_>>(),
+            )
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn upsert_stats(
+        tx: &mut Transaction<'_, Postgres>,
+        items: &[&WriteItem],
+        now: i64,
+    ) -> anyhow::Result<u64> {
+        let rows = last_stats_per_student(items);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let conn: &mut PgConnection = tx;
+        let sql = format!(
+            "INSERT INTO student_stats (student_id, xp, current_streak, longest_streak,
+                                        last_pass_day, updated_at)
+             SELECT s, x, c, l, d, $6 FROM UNNEST($1::bigint[], $2::bigint[], $3::int[], $4::int[],
+                                                  $5::int[]) AS t(s, x, c, l, d)
+             {STATS_UPSERT_TAIL}"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rows.iter().map(|s| s.student_id.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.xp).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.streak.current).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.streak.longest).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|s| s.streak.last_pass_day)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// SQLite: multi-row VALUES statements, in chunks that stay under its bound-value limit.
+mod sqlite {
+    use super::*;
+    use sqlx::{Sqlite, SqliteConnection, Transaction};
+
+    pub(super) async fn insert_attempts(
+        tx: &mut Transaction<'_, Sqlite>,
+        attempts: &[&AttemptRow],
+    ) -> anyhow::Result<HashSet<String>> {
+        let mut inserted = HashSet::new();
+        for chunk in attempts.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let conn: &mut SqliteConnection = tx;
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO attempts (attempt_id, student_id, exercise_id, passed, score, code,
+                                       duration_ms, created_at, outcome) ",
+            );
+            qb.push_values(chunk, |mut b, a| {
+                b.push_bind(a.attempt_id.clone())
+                    .push_bind(a.student_id.0)
+                    .push_bind(a.exercise_id.0)
+                    .push_bind(a.passed)
+                    .push_bind(a.score)
+                    .push_bind(a.code.clone())
+                    .push_bind(a.duration_ms)
+                    .push_bind(a.created_at)
+                    .push_bind(a.outcome.clone());
+            });
+            qb.push(" ON CONFLICT (attempt_id) DO NOTHING RETURNING attempt_id");
+            for r in qb.build().fetch_all(conn).await? {
+                inserted.insert(r.try_get::<String, _>("attempt_id")?);
+            }
+        }
+        Ok(inserted)
+    }
+
+    pub(super) async fn upsert_progress(
+        tx: &mut Transaction<'_, Sqlite>,
+        items: &[&WriteItem],
+    ) -> anyhow::Result<u64> {
+        let rows = last_progress(items);
+        let mut affected = 0;
+        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let conn: &mut SqliteConnection = tx;
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO progress (student_id, exercise_id, attempts, failed_attempts,
+                                       best_score, passed, first_passed_at, last_attempt_at) ",
+            );
+            qb.push_values(chunk, |mut b, a| {
+                b.push_bind(a.student_id.0)
+                    .push_bind(a.exercise_id.0)
+                    .push_bind(a.progress.attempts)
+                    .push_bind(a.progress.failed_attempts)
+                    .push_bind(a.progress.best_score)
+                    .push_bind(a.progress.passed)
+                    .push_bind(a.progress.first_passed_at)
+                    .push_bind(a.progress.last_attempt_at);
+            });
+            qb.push(PROGRESS_UPSERT_TAIL);
+            affected += qb.build().execute(conn).await?.rows_affected();
+        }
+        Ok(affected)
+    }
+
+    pub(super) async fn upsert_stats(
+        tx: &mut Transaction<'_, Sqlite>,
+        items: &[&WriteItem],
+        now: i64,
+    ) -> anyhow::Result<u64> {
+        let rows = last_stats_per_student(items);
+        let mut affected = 0;
+        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let conn: &mut SqliteConnection = tx;
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO student_stats (student_id, xp, current_streak, longest_streak,
+                                            last_pass_day, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, s| {
+                b.push_bind(s.student_id.0)
+                    .push_bind(s.xp)
+                    .push_bind(s.streak.current)
+                    .push_bind(s.streak.longest)
+                    .push_bind(s.streak.last_pass_day)
+                    .push_bind(now);
+            });
+            qb.push(STATS_UPSERT_TAIL);
+            affected += qb.build().execute(conn).await?.rows_affected();
+        }
+        Ok(affected)
+    }
+}
