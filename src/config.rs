@@ -23,6 +23,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub content: ContentSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +66,37 @@ pub struct ContentSettings {
 pub struct LogSettings {
     pub format: LogFormat,
     pub filter: String,
+}
+
+/// Accounts and sessions: who may sign up, how long a session lasts, how hard we throttle guesses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub signup: SignupMode,
+    pub session_lifetime_hours: u64,
+    /// How long an instance trusts a session it has checked in the database. A logout on another
+    /// instance takes effect here within this delay.
+    pub session_cache_ttl_secs: u64,
+    pub login_max_failures: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_window_secs: u64,
+    pub join_max_failures: u32,
+    pub join_max_per_ip: u32,
+    pub join_window_secs: u64,
+    pub cookie_secure: bool,
+    /// Take the client address from the last `X-Forwarded-For` entry (set by the platform's proxy)
+    /// rather than from the TCP peer, which is then the proxy for everyone.
+    pub trust_forwarded_for: bool,
+}
+
+/// Who may create a teacher account over the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupMode {
+    /// Anyone who reaches the server.
+    Open,
+    /// Only with a code made by `nsi-live admin create-invite`.
+    InviteOnly,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -217,6 +249,24 @@ impl Settings {
         if self.server.max_body_bytes < 1024 {
             bail!("configuration key `server.max_body_bytes`: must be at least 1024");
         }
+        let auth = &self.auth;
+        for (key, value) in [
+            ("session_lifetime_hours", auth.session_lifetime_hours),
+            ("session_cache_ttl_secs", auth.session_cache_ttl_secs),
+            ("login_max_failures", u64::from(auth.login_max_failures)),
+            (
+                "login_max_failures_per_ip",
+                u64::from(auth.login_max_failures_per_ip),
+            ),
+            ("login_window_secs", auth.login_window_secs),
+            ("join_max_failures", u64::from(auth.join_max_failures)),
+            ("join_max_per_ip", u64::from(auth.join_max_per_ip)),
+            ("join_window_secs", auth.join_window_secs),
+        ] {
+            if value == 0 {
+                bail!("configuration key `auth.{key}`: must be at least 1");
+            }
+        }
         for origin in &self.server.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
                 || origin.ends_with('/')
@@ -248,6 +298,9 @@ mod tests {
         assert!(matches!(s.database.target(), DatabaseTarget::Sqlite(_)));
         assert!(!s.redis.is_configured());
         assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.auth.signup, SignupMode::Open);
+        assert!(!s.auth.cookie_secure);
+        assert_eq!(s.auth.login_max_failures, 10);
     }
 
     #[test]
@@ -264,6 +317,7 @@ mod tests {
         assert_eq!(s.database.max_connections, 33);
         assert_eq!(s.log.format, LogFormat::Json);
         assert!(matches!(s.database.target(), DatabaseTarget::Postgres(_)));
+        assert!(s.auth.cookie_secure);
         // The password never shows in Debug output.
         assert!(!format!("{s:?}").contains("hunter2"));
     }
@@ -294,6 +348,19 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains("database.url"), "{msg}");
         assert!(!msg.contains("s3cret"), "{msg}");
+    }
+
+    #[test]
+    fn auth_settings_are_read_and_checked() {
+        let s = Settings::load_from(&env(&[("NSI__AUTH__SIGNUP", "invite_only")])).unwrap();
+        assert_eq!(s.auth.signup, SignupMode::InviteOnly);
+        let err = Settings::load_from(&env(&[("NSI__AUTH__SIGNUP", "closed")])).unwrap_err();
+        assert!(format!("{err:#}").contains("auth.signup"), "{err:#}");
+        let err = Settings::load_from(&env(&[("NSI__AUTH__LOGIN_WINDOW_SECS", "0")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("auth.login_window_secs"),
+            "{err:#}"
+        );
     }
 
     #[test]

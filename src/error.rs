@@ -16,8 +16,14 @@ pub enum AppError {
     BadRequest { code: &'static str, message: String },
     #[error("Connexion requise.")]
     Unauthorized,
+    /// 401 for a failed sign-in: one message whatever was wrong, so it reveals nothing.
+    #[error("{0}")]
+    InvalidCredentials(&'static str),
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with its own code, e.g. `forbidden_origin`, `classroom_archived`.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     /// 404: also answered for resources that exist but are not the caller's. The text is the
     /// French message shown to the user, e.g. "Exercice introuvable.".
     #[error("{0}")]
@@ -47,10 +53,27 @@ impl AppError {
         }
     }
 
+    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::BadRequest { code, .. } | AppError::Conflict { code, .. } => code,
+            AppError::BadRequest { code, .. }
+            | AppError::Conflict { code, .. }
+            | AppError::Refused { code, .. } => code,
             AppError::Unauthorized => "unauthorized",
+            AppError::InvalidCredentials(_) => "invalid_credentials",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
@@ -90,8 +113,8 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Unauthorized | AppError::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) | AppError::Refused { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

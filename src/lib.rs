@@ -1,6 +1,8 @@
 //! nsi-live: a real-time classroom server for Python and SQL exercises.
 //! `startup::Application` builds the whole app; `main.rs` and the tests both use it.
 
+pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod content;
 pub mod domain;

@@ -1,9 +1,17 @@
+use nsi_live::cli::{self, Command};
 use nsi_live::config::Settings;
 use nsi_live::startup::Application;
 use nsi_live::telemetry;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
+    match cli::parse(std::env::args().skip(1))? {
+        Command::Serve => serve().await,
+        other => cli::run(other).await,
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(&settings.log);
     let app = Application::build(settings).await.inspect_err(|e| {

@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::content;
 use crate::domain::catalogue::{Catalogue, CourseSpec, ResultTable};
@@ -47,6 +48,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             rendered: RenderedCatalogue::render(&catalogue),
+            auth: Auth::new(&settings.auth, store.clone()),
             settings,
             store,
             catalogue,

@@ -1,7 +1,8 @@
-//! What every request handler can reach: settings, the store and the catalogue.
+//! What every request handler can reach: settings, the store, the catalogue and authentication.
 
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::domain::catalogue::Catalogue;
 use crate::http::catalogue::RenderedCatalogue;
@@ -13,4 +14,6 @@ pub struct AppState {
     pub store: Store,
     pub catalogue: Arc<Catalogue>,
     pub rendered: RenderedCatalogue,
+    /// Sessions (with their cache) and the sign-in throttles.
+    pub auth: Auth,
 }

@@ -1,9 +1,14 @@
 //! HTTP routes: parse, call, render. Each module exposes `configure`.
 
+pub mod auth;
 pub mod catalogue;
+pub mod classrooms;
 pub mod health;
+pub mod me;
+pub mod views;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::AppError;
@@ -15,7 +20,15 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .configure(health::configure)
-            .service(web::scope("/api/v1").configure(catalogue::configure))
+            .service(
+                web::scope("/api/v1")
+                    // Cross-site and non-JSON state-changing requests stop here.
+                    .wrap(from_fn(crate::auth::origin::guard))
+                    .configure(catalogue::configure)
+                    .configure(auth::configure)
+                    .configure(me::configure)
+                    .configure(classrooms::configure),
+            )
             .default_service(web::to(not_found));
     }
 }

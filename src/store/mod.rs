@@ -6,7 +6,10 @@
 //! (bulk inserts), a statement is written once per backend, side by side.
 
 pub mod catalogue;
+pub mod classrooms;
+pub mod sessions;
 pub mod sql_sandbox;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -55,6 +58,13 @@ macro_rules! in_transaction {
     };
 }
 pub(crate) use in_transaction;
+
+/// Whether a statement failed on a UNIQUE (or primary key) constraint: the database is the judge
+/// of uniqueness, without a racy check beforehand.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
 
 #[derive(Debug, Clone)]
 pub enum Pool {

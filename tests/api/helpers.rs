@@ -219,3 +219,229 @@ pub fn assert_error(body: &Value, code: &str) {
         "{body}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Accounts: typed helpers for tests that need signed-in teachers and students.
+// ---------------------------------------------------------------------------------------------
+
+/// The password every helper-made teacher gets.
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+/// A client with its own cookie jar: one browser.
+pub fn new_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client")
+}
+
+/// Unique names within the test process.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(1);
+    format!("{prefix}{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Someone using the API: a browser (cookie jar) or, with `token`, a Bearer client.
+/// `id` is 0 and `role` "anonymous" for nobody signed in.
+pub struct TestUser {
+    pub client: reqwest::Client,
+    pub address: String,
+    pub id: i64,
+    pub role: String,
+    pub login: Option<String>,
+    pub password: Option<String>,
+    /// A student's recovery code as last shown (at join, or by a teacher's reset).
+    pub recovery_code: Option<String>,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<String>,
+}
+
+/// A classroom made by `TestApp::create_classroom`.
+#[derive(Debug, Clone)]
+pub struct TestClassroom {
+    pub id: i64,
+    pub join_code: String,
+    pub json: Value,
+}
+
+impl TestUser {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A request builder carrying this user's credentials.
+    pub fn builder(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut b = self.client.request(method, self.url(path));
+        if let Some(token) = &self.token {
+            b = b.bearer_auth(token);
+        }
+        b
+    }
+
+    /// Sends a request (with a JSON body if given); returns the status and the JSON body
+    /// (`Null` when empty, a JSON string when not JSON).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut b = self.builder(method.clone(), path);
+        if let Some(body) = body {
+            b = b.json(body);
+        }
+        let response = b
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    /// Sends a request and asserts its status; returns the JSON body.
+    pub async fn expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        status: u16,
+    ) -> Value {
+        let (got, json) = self.request(method.clone(), path, body).await;
+        assert_eq!(
+            got, status,
+            "{method} {path} as {} #{}: {json}",
+            self.role, self.id
+        );
+        json
+    }
+
+    pub async fn get_json(&self, path: &str, status: u16) -> Value {
+        self.expect(reqwest::Method::GET, path, None, status).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, status: u16) -> Value {
+        self.expect(reqwest::Method::POST, path, Some(body), status)
+            .await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value, status: u16) -> Value {
+        self.expect(reqwest::Method::PUT, path, Some(body), status)
+            .await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value, status: u16) -> Value {
+        self.expect(reqwest::Method::PATCH, path, Some(body), status)
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, status: u16) -> Value {
+        self.expect(reqwest::Method::DELETE, path, None, status)
+            .await
+    }
+}
+
+impl TestApp {
+    /// A fresh browser, signed in as nobody.
+    pub fn anonymous(&self) -> TestUser {
+        TestUser {
+            client: new_client(),
+            address: self.address.clone(),
+            id: 0,
+            role: "anonymous".into(),
+            login: None,
+            password: None,
+            recovery_code: None,
+            token: None,
+        }
+    }
+
+    /// Signs up a new teacher (unique login, `TEST_PASSWORD`) in a fresh browser.
+    pub async fn signup_teacher(&self) -> TestUser {
+        let login = unique("prof-");
+        self.signup_teacher_as(&login, "Mme Test").await
+    }
+
+    pub async fn signup_teacher_as(&self, login: &str, name: &str) -> TestUser {
+        let mut user = self.anonymous();
+        let body = user
+            .post_json(
+                "/api/v1/auth/signup",
+                &serde_json::json!({
+                    "login": login, "display_name": name, "password": TEST_PASSWORD,
+                }),
+                201,
+            )
+            .await;
+        user.id = body["user"]["id"].as_i64().expect("user id");
+        user.role = "teacher".into();
+        user.login = Some(login.to_owned());
+        user.password = Some(TEST_PASSWORD.to_owned());
+        user
+    }
+
+    /// Logs in with a login and password in a fresh browser (asserting 200).
+    pub async fn login(&self, login: &str, password: &str) -> TestUser {
+        let mut user = self.anonymous();
+        let body = user
+            .post_json(
+                "/api/v1/auth/login",
+                &serde_json::json!({ "login": login, "password": password }),
+                200,
+            )
+            .await;
+        user.id = body["user"]["id"].as_i64().expect("user id");
+        user.role = body["user"]["role"].as_str().expect("role").to_owned();
+        user.login = Some(login.to_owned());
+        user.password = Some(password.to_owned());
+        user
+    }
+
+    /// Creates a classroom for `teacher` (asserting 201).
+    pub async fn create_classroom(&self, teacher: &TestUser) -> TestClassroom {
+        let json = teacher
+            .post_json(
+                "/api/v1/classrooms",
+                &serde_json::json!({ "name": unique("NSI "), "school": "Lycée Test" }),
+                201,
+            )
+            .await;
+        TestClassroom {
+            id: json["id"].as_i64().expect("classroom id"),
+            join_code: json["join_code"].as_str().expect("join code").to_owned(),
+            json,
+        }
+    }
+
+    /// A new student joins with `join_code` and `pseudonym` in a fresh browser (asserting 201).
+    pub async fn join(&self, join_code: &str, pseudonym: &str) -> TestUser {
+        let mut user = self.anonymous();
+        let body = user
+            .post_json(
+                "/api/v1/auth/join",
+                &serde_json::json!({ "join_code": join_code, "pseudonym": pseudonym }),
+                201,
+            )
+            .await;
+        user.id = body["user"]["id"].as_i64().expect("user id");
+        user.role = "student".into();
+        user.recovery_code = Some(
+            body["recovery_code"]
+                .as_str()
+                .expect("recovery code")
+                .to_owned(),
+        );
+        user
+    }
+
+    /// A new student in `classroom` with a unique pseudonym.
+    pub async fn student_in(&self, classroom: &TestClassroom) -> TestUser {
+        self.join(&classroom.join_code, &unique("élève-")).await
+    }
+}

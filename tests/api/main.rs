@@ -2,6 +2,8 @@
 //! `TEST_DATABASE_URL` points at a PostgreSQL server (default: the local one); each test gets its
 //! own database there. `TEST_LOG=1` shows the app's logs.
 
+mod accounts;
+mod authz;
 mod catalogue;
 mod content;
 mod health;

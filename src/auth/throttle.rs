@@ -1,0 +1,266 @@
+//! Throttling of guesses: failed sign-ins per login and per client address, joins and recovery
+//! attempts per address, wrong recovery codes per class and pseudonym.
+//!
+//! In-process sliding windows for now: `AuthThrottle` is the only door, with async methods, so that
+//! a Redis-backed version (shared by every instance) can replace the windows without touching the
+//! routes. Memory is bounded: a key whose events are all out of the window is dropped, and past
+//! `MAX_KEYS` the keys idle the longest go first.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::AuthSettings;
+use crate::error::AppError;
+
+/// Keys one window may hold: 100 000 × (key + at most `max` instants) stays within a few MB.
+const MAX_KEYS: usize = 100_000;
+/// Prune out-of-window keys every this many calls.
+const PRUNE_EVERY: u64 = 1024;
+
+/// At most `max` events per key in any `window`.
+#[derive(Debug)]
+pub struct SlidingWindow {
+    max: usize,
+    window: Duration,
+    max_keys: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    events: HashMap<String, VecDeque<Instant>>,
+    calls: u64,
+}
+
+impl SlidingWindow {
+    pub fn new(max: u32, window: Duration) -> SlidingWindow {
+        Self::with_capacity(max, window, MAX_KEYS)
+    }
+
+    fn with_capacity(max: u32, window: Duration, max_keys: usize) -> SlidingWindow {
+        SlidingWindow {
+            max: max.max(1) as usize,
+            window,
+            max_keys: max_keys.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// `Err(seconds to wait)` if `key` already has `max` events in the window.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        self.check_at(key, Instant::now())
+    }
+
+    /// Records an event for `key`.
+    pub fn hit(&self, key: &str) {
+        self.hit_at(key, Instant::now())
+    }
+
+    /// Records an event and answers as `check` did before it: one call for "count every attempt".
+    pub fn check_and_hit(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        self.check_at(key, now)?;
+        self.hit_at(key, now);
+        Ok(())
+    }
+
+    /// Forgets `key` (a successful sign-in clears the failures of that login).
+    pub fn clear(&self, key: &str) {
+        self.lock().events.remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map inconsistent: keep using it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {
+        let mut inner = self.lock();
+        let Some(events) = inner.events.get_mut(key) else {
+            return Ok(());
+        };
+        while events
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            events.pop_front();
+        }
+        if events.len() < self.max {
+            return Ok(());
+        }
+        // Full: free again when the oldest event leaves the window. Round up, at least 1 s.
+        let oldest = events.front().copied().unwrap_or(now);
+        let wait = self.window.saturating_sub(now.duration_since(oldest));
+        Err((wait.as_millis().div_ceil(1000) as u64).max(1))
+    }
+
+    fn hit_at(&self, key: &str, now: Instant) {
+        let mut inner = self.lock();
+        inner.calls += 1;
+        if inner.calls.is_multiple_of(PRUNE_EVERY)
+            || (inner.events.len() >= self.max_keys && !inner.events.contains_key(key))
+        {
+            self.prune(&mut inner, now);
+        }
+        let events = inner.events.entry(key.to_owned()).or_default();
+        events.push_back(now);
+        // Only the last `max` events can matter.
+        while events.len() > self.max {
+            events.pop_front();
+        }
+    }
+
+    fn prune(&self, inner: &mut Inner, now: Instant) {
+        let window = self.window;
+        inner.events.retain(|_, events| {
+            events
+                .back()
+                .is_some_and(|t| now.duration_since(*t) < window)
+        });
+        if inner.events.len() >= self.max_keys {
+            // Still full of live keys (someone is spraying keys): drop the idlest tenth.
+            let mut by_last: Vec<(Instant, String)> = inner
+                .events
+                .iter()
+                .map(|(k, v)| (v.back().copied().unwrap_or(now), k.clone()))
+                .collect();
+            by_last.sort_unstable();
+            let drop = (self.max_keys / 10).max(1) + inner.events.len() - self.max_keys;
+            for (_, key) in by_last.into_iter().take(drop) {
+                inner.events.remove(&key);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn key_count(&self) -> usize {
+        self.lock().events.len()
+    }
+}
+
+/// The throttles of the sign-in and join routes, built from `[auth]` settings.
+#[derive(Debug)]
+pub struct AuthThrottle {
+    login_failures: SlidingWindow,
+    login_failures_by_ip: SlidingWindow,
+    join_failures: SlidingWindow,
+    join_attempts_by_ip: SlidingWindow,
+}
+
+fn too_many(retry_after_secs: u64) -> AppError {
+    AppError::TooManyRequests { retry_after_secs }
+}
+
+impl AuthThrottle {
+    pub fn new(settings: &AuthSettings) -> AuthThrottle {
+        let login_window = Duration::from_secs(settings.login_window_secs);
+        let join_window = Duration::from_secs(settings.join_window_secs);
+        AuthThrottle {
+            login_failures: SlidingWindow::new(settings.login_max_failures, login_window),
+            login_failures_by_ip: SlidingWindow::new(
+                settings.login_max_failures_per_ip,
+                login_window,
+            ),
+            join_failures: SlidingWindow::new(settings.join_max_failures, join_window),
+            join_attempts_by_ip: SlidingWindow::new(settings.join_max_per_ip, join_window),
+        }
+    }
+
+    /// Before checking a password: 429 once the login or the address has used up its failures.
+    pub async fn check_login(&self, login: &str, ip: IpAddr) -> Result<(), AppError> {
+        self.login_failures.check(login).map_err(too_many)?;
+        self.login_failures_by_ip
+            .check(&ip.to_string())
+            .map_err(too_many)
+    }
+
+    pub async fn login_failed(&self, login: &str, ip: IpAddr) {
+        self.login_failures.hit(login);
+        self.login_failures_by_ip.hit(&ip.to_string());
+    }
+
+    /// A good password clears that login's failures (not the address's: others share it).
+    pub async fn login_succeeded(&self, login: &str) {
+        self.login_failures.clear(login);
+    }
+
+    /// Every join or recovery attempt counts against the address.
+    pub async fn join_attempt(&self, ip: IpAddr) -> Result<(), AppError> {
+        self.join_attempts_by_ip
+            .check_and_hit(&ip.to_string())
+            .map_err(too_many)
+    }
+
+    /// Before checking a recovery code for `account` (join code + pseudonym key).
+    pub async fn check_recovery(&self, account: &str) -> Result<(), AppError> {
+        self.join_failures.check(account).map_err(too_many)
+    }
+
+    pub async fn recovery_failed(&self, account: &str) {
+        self.join_failures.hit(account);
+    }
+
+    pub async fn recovery_succeeded(&self, account: &str) {
+        self.join_failures.clear(account);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn the_event_past_max_is_refused_until_the_oldest_leaves_the_window() {
+        let w = SlidingWindow::new(3, MIN);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert!(w.check_at("a", t0 + Duration::from_secs(i)).is_ok());
+            w.hit_at("a", t0 + Duration::from_secs(i));
+        }
+        // Fourth within the window: refused, told to wait until t0 + 60 s.
+        assert_eq!(w.check_at("a", t0 + Duration::from_secs(10)), Err(50));
+        // Other keys are not affected.
+        assert!(w.check_at("b", t0 + Duration::from_secs(10)).is_ok());
+        // Once the first event is a minute old there is room for one more.
+        assert!(w.check_at("a", t0 + Duration::from_secs(60)).is_ok());
+        w.hit_at("a", t0 + Duration::from_secs(60));
+        assert_eq!(w.check_at("a", t0 + Duration::from_secs(60)), Err(1));
+        w.clear("a");
+        assert!(w.check_at("a", t0 + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second() {
+        let w = SlidingWindow::new(1, Duration::from_millis(1500));
+        let t0 = Instant::now();
+        w.hit_at("a", t0);
+        assert_eq!(w.check_at("a", t0 + Duration::from_millis(1499)), Err(1));
+        assert_eq!(w.check_at("a", t0), Err(2));
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let w = SlidingWindow::with_capacity(5, MIN, 100);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            w.hit_at(&format!("k{i}"), t0 + Duration::from_millis(i));
+        }
+        assert!(w.key_count() <= 100, "{}", w.key_count());
+        // The most recent keys are the ones kept.
+        assert!(w.check_at("k999", t0 + Duration::from_secs(1)).is_ok());
+        assert!(w.lock().events.contains_key("k999"));
+        // Keys out of the window go at the next prune even when under capacity.
+        let w = SlidingWindow::with_capacity(5, MIN, 100_000);
+        for i in 0..10 {
+            w.hit_at(&format!("old{i}"), t0);
+        }
+        for i in 0..PRUNE_EVERY {
+            w.hit_at("new", t0 + MIN * 2 + Duration::from_millis(i));
+        }
+        assert_eq!(w.key_count(), 1);
+    }
+}

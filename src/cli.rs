@@ -1,0 +1,224 @@
+//! The command line: `nsi-live` (or `nsi-live serve`) runs the server; `nsi-live admin …` sets up
+//! accounts on the configured database, for bootstrapping a deployment. Same settings as the
+//! server (config files, `NSI__…`, `DATABASE_URL`).
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+
+use crate::auth::password;
+use crate::config::Settings;
+use crate::domain::accounts::{self, Role, generate_invite_code, invite_hash};
+use crate::domain::time::now_ms;
+use crate::store::Store;
+use crate::store::users::NewAccount;
+
+pub const USAGE: &str = "\
+Usage:
+  nsi-live [serve]
+      Run the server (settings: config/*.toml, NSI__SECTION__KEY, PORT, DATABASE_URL, REDIS_URL).
+  nsi-live admin create-teacher --login LOGIN --name NAME [--password-env VAR]
+  nsi-live admin create-admin   --login LOGIN --name NAME [--password-env VAR]
+      Create an account on the configured database. The password is read from the environment
+      variable VAR if given, else from the first line of standard input.
+  nsi-live admin create-invite [--days N]
+      Print a single-use teacher sign-up code (for auth.signup = \"invite_only\"), valid N days
+      (default 14).
+  nsi-live help
+";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    Help,
+    CreateAccount {
+        role: Role,
+        login: String,
+        name: String,
+        password_env: Option<String>,
+    },
+    CreateInvite {
+        days: u32,
+    },
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Command> {
+    let args: Vec<String> = args.into_iter().collect();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] | ["serve"] => Ok(Command::Serve),
+        ["help" | "--help" | "-h"] => Ok(Command::Help),
+        ["admin", "create-teacher", rest @ ..] => parse_account(Role::Teacher, rest),
+        ["admin", "create-admin", rest @ ..] => parse_account(Role::Admin, rest),
+        ["admin", "create-invite", rest @ ..] => {
+            let mut days = 14;
+            let mut it = rest.iter();
+            while let Some(flag) = it.next() {
+                match *flag {
+                    "--days" => {
+                        let value = it.next().context("--days needs a number")?;
+                        days =
+                            value.parse().ok().filter(|d| *d > 0).with_context(|| {
+                                format!("--days {value:?}: not a positive number")
+                            })?;
+                    }
+                    other => bail!("unknown option {other:?}\n\n{USAGE}"),
+                }
+            }
+            Ok(Command::CreateInvite { days })
+        }
+        _ => bail!("unknown command {:?}\n\n{USAGE}", args.join(" ")),
+    }
+}
+
+fn parse_account(role: Role, rest: &[&str]) -> anyhow::Result<Command> {
+    let (mut login, mut name, mut password_env) = (None, None, None);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let slot = match *flag {
+            "--login" => &mut login,
+            "--name" => &mut name,
+            "--password-env" => &mut password_env,
+            other => bail!("unknown option {other:?}\n\n{USAGE}"),
+        };
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        *slot = Some((*value).to_owned());
+    }
+    Ok(Command::CreateAccount {
+        role,
+        login: login.context("--login is required")?,
+        name: name.context("--name is required")?,
+        password_env,
+    })
+}
+
+/// Runs a command other than `Serve`.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => bail!("`serve` is run by main"),
+        Command::Help => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Command::CreateAccount {
+            role,
+            login,
+            name,
+            password_env,
+        } => {
+            let login = accounts::validate_login(&login).map_err(|e| anyhow::anyhow!(e.0))?;
+            let name = accounts::validate_display_name(&name).map_err(|e| anyhow::anyhow!(e.0))?;
+            let password = read_password(password_env.as_deref())?;
+            accounts::validate_password(&password).map_err(|e| anyhow::anyhow!(e.0))?;
+            let store = connect().await?;
+            let hash = password::hash(password).await?;
+            let outcome = store
+                .create_account(role, &login, &name, &hash, None, now_ms())
+                .await;
+            store.close().await;
+            match outcome? {
+                NewAccount::Created(id) => {
+                    println!("Created {} {login:?} (id {id}).", role.as_str());
+                    Ok(())
+                }
+                NewAccount::LoginTaken => bail!("the login {login:?} is already taken"),
+                NewAccount::InvalidInvite => bail!("unexpected invite refusal"),
+            }
+        }
+        Command::CreateInvite { days } => {
+            let code = generate_invite_code(&mut rand::rng());
+            let now = now_ms();
+            let expires_at = now + i64::from(days) * 86_400_000;
+            let store = connect().await?;
+            let outcome = store
+                .create_invite(&invite_hash(&code), None, Some(expires_at), now)
+                .await;
+            store.close().await;
+            outcome?;
+            eprintln!("Teacher invite, single use, valid {days} day(s):");
+            println!("{code}");
+            Ok(())
+        }
+    }
+}
+
+async fn connect() -> anyhow::Result<Store> {
+    let settings = Settings::load()?;
+    Store::connect(&settings.database).await
+}
+
+fn read_password(env_var: Option<&str>) -> anyhow::Result<String> {
+    if let Some(var) = env_var {
+        return std::env::var(var)
+            .with_context(|| format!("environment variable {var} is not set"));
+    }
+    eprintln!("Password (first line of standard input):");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("no password given on standard input");
+    }
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse(args("")).unwrap(), Command::Serve);
+        assert_eq!(parse(args("serve")).unwrap(), Command::Serve);
+        assert_eq!(parse(args("--help")).unwrap(), Command::Help);
+        assert_eq!(
+            parse(args(
+                "admin create-teacher --login l --name N --password-env PW"
+            ))
+            .unwrap(),
+            Command::CreateAccount {
+                role: Role::Teacher,
+                login: "l".into(),
+                name: "N".into(),
+                password_env: Some("PW".into()),
+            }
+        );
+        assert!(matches!(
+            parse(args("admin create-admin --name N --login a")).unwrap(),
+            Command::CreateAccount {
+                role: Role::Admin,
+                password_env: None,
+                ..
+            }
+        ));
+        assert_eq!(
+            parse(args("admin create-invite")).unwrap(),
+            Command::CreateInvite { days: 14 }
+        );
+        assert_eq!(
+            parse(args("admin create-invite --days 3")).unwrap(),
+            Command::CreateInvite { days: 3 }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        for bad in [
+            "frobnicate",
+            "admin create-teacher --login l",
+            "admin create-teacher --login",
+            "admin create-teacher --login l --name N --colour red",
+            "admin create-invite --days 0",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad}");
+        }
+    }
+}

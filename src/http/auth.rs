@@ -1,0 +1,419 @@
+//! Signing in and out: teacher sign-up and login, student join (class code + pseudonym) and
+//! recovery on another device (class code + pseudonym + personal code), logout.
+//!
+//! A session goes to the browser as an HttpOnly cookie; a client that asks `"bearer": true` gets
+//! the token in the JSON instead (API clients, load tests). Nothing here logs a login, pseudonym,
+//! password, code or token.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Identity, password, request_token};
+use crate::config::SignupMode;
+use crate::domain::accounts::{
+    self, Invalid, PASSWORD_MAX_BYTES, Role, generate_recovery_code, invite_hash, normalize_code,
+    parse_join_code, pseudonym_key,
+};
+use crate::domain::time::now_ms;
+use crate::error::{AppError, Result};
+use crate::http::views;
+use crate::state::AppState;
+use crate::store::classrooms::JoinRefusal;
+use crate::store::users::NewAccount;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(sign_up)
+        .service(log_in)
+        .service(log_out)
+        .service(join_class)
+        .service(recover_session);
+}
+
+const BAD_LOGIN: &str = "Identifiant ou mot de passe incorrect.";
+const BAD_RECOVERY: &str = "Code de classe, pseudonyme ou code personnel incorrect.";
+const UNKNOWN_JOIN_CODE: &str = "Code de classe inconnu : vérifiez-le auprès de votre enseignant.";
+/// Longest typed login or code looked at; longer input is a failure without further work.
+const MAX_TYPED: usize = 64;
+
+fn invalid(code: &'static str) -> impl FnOnce(Invalid) -> AppError {
+    move |Invalid(message)| AppError::bad_request(code, message)
+}
+
+/// Opens a session for `identity` and answers `body` with it: a cookie, or with `bearer` the
+/// token in the body. A session the request already carried is ended (one browser, one session).
+async fn signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+    identity: Identity,
+    mut body: Value,
+    bearer: bool,
+    status: StatusCode,
+) -> Result<HttpResponse> {
+    if let Some(old) = request_token(req) {
+        state.auth.sessions.end(&old).await?;
+    }
+    let session = state.auth.sessions.create(identity).await?;
+    let mut response = HttpResponse::build(status);
+    if bearer {
+        if let Value::Object(map) = &mut body {
+            map.insert("token".into(), json!(session.token));
+            map.insert("expires_at".into(), json!(session.expires_at));
+        }
+    } else {
+        response.cookie(state.auth.session_cookie(&session.token));
+    }
+    Ok(response.json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignupBody {
+    login: String,
+    display_name: String,
+    password: String,
+    #[serde(default)]
+    invite_code: Option<String>,
+    #[serde(default)]
+    bearer: bool,
+}
+
+#[post("/auth/signup")]
+async fn sign_up(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SignupBody>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    // Account creation counts against the address like joins do.
+    state
+        .auth
+        .throttle
+        .join_attempt(state.auth.client_ip(&req))
+        .await?;
+    let login = accounts::validate_login(&body.login).map_err(invalid("invalid_login"))?;
+    let display_name = accounts::validate_display_name(&body.display_name)
+        .map_err(invalid("invalid_display_name"))?;
+    accounts::validate_password(&body.password).map_err(invalid("invalid_password"))?;
+    let invite = match state.settings.auth.signup {
+        SignupMode::Open => None,
+        SignupMode::InviteOnly => {
+            let code = body.invite_code.as_deref().unwrap_or("").trim();
+            if code.is_empty() {
+                return Err(AppError::refused(
+                    "invite_required",
+                    "L'inscription se fait sur invitation : demandez un code à l'administrateur.",
+                ));
+            }
+            Some(invite_hash(code))
+        }
+    };
+    let hash = password::hash(body.password).await?;
+    let created = state
+        .store
+        .create_account(
+            Role::Teacher,
+            &login,
+            &display_name,
+            &hash,
+            invite.as_deref(),
+            now_ms(),
+        )
+        .await?;
+    let id = match created {
+        NewAccount::Created(id) => id,
+        NewAccount::LoginTaken => {
+            return Err(AppError::conflict(
+                "login_taken",
+                "Cet identifiant est déjà pris.",
+            ));
+        }
+        NewAccount::InvalidInvite => {
+            return Err(AppError::refused(
+                "invalid_invite",
+                "Code d'invitation inconnu, déjà utilisé ou expiré.",
+            ));
+        }
+    };
+    tracing::info!(user_id = id.0, "teacher signed up");
+    let user = state
+        .store
+        .user(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("user {id} vanished after sign-up"))?;
+    let identity = Identity {
+        user_id: id,
+        role: Role::Teacher,
+    };
+    let body_json = json!({ "user": views::user(&user) });
+    signed_in(
+        &state,
+        &req,
+        identity,
+        body_json,
+        body.bearer,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    login: String,
+    password: String,
+    #[serde(default)]
+    bearer: bool,
+}
+
+#[post("/auth/login")]
+async fn log_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    let login: String = accounts::normalize_login(&body.login)
+        .chars()
+        .take(MAX_TYPED)
+        .collect();
+    let ip = state.auth.client_ip(&req);
+    let throttle = &state.auth.throttle;
+    throttle.check_login(&login, ip).await?;
+    let credentials = state.store.credentials_by_login(&login).await?;
+    let password_ok = body.password.len() <= PASSWORD_MAX_BYTES
+        && password::verify(
+            body.password,
+            credentials.as_ref().and_then(|c| c.password_hash.clone()),
+        )
+        .await?;
+    let credentials = match credentials {
+        Some(c) if password_ok => c,
+        _ => {
+            throttle.login_failed(&login, ip).await;
+            return Err(AppError::InvalidCredentials(BAD_LOGIN));
+        }
+    };
+    throttle.login_succeeded(&login).await;
+    let user = state
+        .store
+        .user(credentials.id)
+        .await?
+        .ok_or(AppError::InvalidCredentials(BAD_LOGIN))?;
+    let identity = Identity {
+        user_id: user.id,
+        role: user.role,
+    };
+    let body_json = json!({ "user": views::user(&user) });
+    signed_in(
+        &state,
+        &req,
+        identity,
+        body_json,
+        body.bearer,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Ends the request's session (if any) and tells the browser to forget the cookie. Always 204.
+#[post("/auth/logout")]
+async fn log_out(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    if let Some(token) = request_token(&req) {
+        state.auth.sessions.end(&token).await?;
+    }
+    Ok(HttpResponse::NoContent()
+        .cookie(state.auth.removal_cookie())
+        .finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    join_code: String,
+    pseudonym: String,
+    #[serde(default)]
+    bearer: bool,
+}
+
+/// A student joins a class. Anonymous: a pseudonymous account is created and signed in, and its
+/// recovery code is in the answer (the only time it is shown). Already signed in as a student:
+/// the same account joins one more class.
+#[post("/auth/join")]
+async fn join_class(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    current: Option<Identity>,
+    body: web::Json<JoinBody>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    state
+        .auth
+        .throttle
+        .join_attempt(state.auth.client_ip(&req))
+        .await?;
+    if current.is_some_and(|c| c.role != Role::Student) {
+        return Err(AppError::refused(
+            "signed_in_as_teacher",
+            "Vous êtes connecté en tant qu'enseignant : déconnectez-vous pour rejoindre une classe comme élève.",
+        ));
+    }
+    let pseudonym =
+        accounts::validate_pseudonym(&body.pseudonym).map_err(invalid("invalid_pseudonym"))?;
+    let key = pseudonym_key(&pseudonym);
+    let code = parse_join_code(&body.join_code).ok_or(AppError::NotFound(UNKNOWN_JOIN_CODE))?;
+    let target = state
+        .store
+        .classroom_by_join_code(&code)
+        .await?
+        .ok_or(AppError::NotFound(UNKNOWN_JOIN_CODE))?;
+    if target.archived_at.is_some() {
+        return Err(AppError::refused(
+            "classroom_archived",
+            "Cette classe est archivée : elle n'accepte plus de nouveaux élèves.",
+        ));
+    }
+    let now = now_ms();
+    let classroom = json!({
+        "id": target.id,
+        "name": target.name,
+        "school": target.school,
+        "teacher_name": target.teacher_name,
+    });
+    if let Some(student) = current {
+        state
+            .store
+            .enroll(target.id, student.user_id, &pseudonym, &key, now)
+            .await?
+            .map_err(refusal)?;
+        tracing::info!(
+            user_id = student.user_id.0,
+            classroom_id = target.id.0,
+            "student joined"
+        );
+        let user = state
+            .store
+            .user(student.user_id)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        return Ok(HttpResponse::Created().json(json!({
+            "user": views::user(&user),
+            "classroom": classroom,
+            "pseudonym": pseudonym,
+        })));
+    }
+    let recovery_code = generate_recovery_code(&mut rand::rng());
+    let hash = password::hash(normalize_code(&recovery_code)).await?;
+    let student_id = state
+        .store
+        .join_as_new_student(target.id, &pseudonym, &key, &hash, now)
+        .await?
+        .map_err(refusal)?;
+    tracing::info!(
+        user_id = student_id.0,
+        classroom_id = target.id.0,
+        "student account created"
+    );
+    let user = state
+        .store
+        .user(student_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("student {student_id} vanished after joining"))?;
+    let identity = Identity {
+        user_id: student_id,
+        role: Role::Student,
+    };
+    let body_json = json!({
+        "user": views::user(&user),
+        "classroom": classroom,
+        "pseudonym": pseudonym,
+        "recovery_code": recovery_code,
+    });
+    signed_in(
+        &state,
+        &req,
+        identity,
+        body_json,
+        body.bearer,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+fn refusal(r: JoinRefusal) -> AppError {
+    match r {
+        JoinRefusal::PseudonymTaken => AppError::conflict(
+            "pseudonym_taken",
+            "Ce pseudonyme est déjà pris dans cette classe : choisissez-en un autre.",
+        ),
+        JoinRefusal::AlreadyEnrolled => {
+            AppError::conflict("already_enrolled", "Vous êtes déjà dans cette classe.")
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    join_code: String,
+    pseudonym: String,
+    recovery_code: String,
+    #[serde(default)]
+    bearer: bool,
+}
+
+/// A student signs in on another device with class code + pseudonym + personal recovery code.
+/// Works in archived classes too (to look back at one's work). Any mistake gets the same answer.
+#[post("/auth/recover")]
+async fn recover_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RecoverBody>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    let throttle = &state.auth.throttle;
+    throttle.join_attempt(state.auth.client_ip(&req)).await?;
+    let code = parse_join_code(&body.join_code);
+    let key: String = pseudonym_key(&body.pseudonym)
+        .chars()
+        .take(MAX_TYPED)
+        .collect();
+    let account = format!("{}:{key}", code.as_deref().unwrap_or("?"));
+    throttle.check_recovery(&account).await?;
+    let candidate = match &code {
+        Some(code) => state.store.recovery_candidate(code, &key).await?,
+        None => None,
+    };
+    let typed = normalize_code(&body.recovery_code);
+    let code_ok = typed.len() <= MAX_TYPED
+        && password::verify(typed, candidate.as_ref().and_then(|(_, h)| h.clone())).await?;
+    let student_id = match candidate {
+        Some((id, _)) if code_ok => id,
+        _ => {
+            throttle.recovery_failed(&account).await;
+            return Err(AppError::InvalidCredentials(BAD_RECOVERY));
+        }
+    };
+    throttle.recovery_succeeded(&account).await;
+    tracing::info!(user_id = student_id.0, "student recovered a session");
+    let user = state
+        .store
+        .user(student_id)
+        .await?
+        .ok_or(AppError::InvalidCredentials(BAD_RECOVERY))?;
+    let identity = Identity {
+        user_id: student_id,
+        role: Role::Student,
+    };
+    let body_json = json!({ "user": views::user(&user) });
+    signed_in(
+        &state,
+        &req,
+        identity,
+        body_json,
+        body.bearer,
+        StatusCode::OK,
+    )
+    .await
+}

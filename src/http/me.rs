@@ -1,0 +1,132 @@
+//! The signed-in user's own account: who am I and in which classes, preferences, leaving a class.
+
+use actix_web::{HttpResponse, delete, get, patch, web};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth::{Identity, StudentIdentity};
+use crate::domain::accounts::{self, Invalid, Role};
+use crate::domain::ids::{ClassroomId, UserId};
+use crate::domain::time::now_ms;
+use crate::error::{AppError, Result};
+use crate::http::views;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_me)
+        .service(patch_me)
+        .service(my_classes)
+        .service(leave_class);
+}
+
+/// A student's classes with their assignments, in the order joined.
+pub async fn student_classes(state: &AppState, student: UserId) -> Result<Vec<Value>> {
+    let classes = state.store.student_classes(student).await?;
+    let assignments = state.store.student_assignments(student).await?;
+    let mut by_class = views::assignments_by_class(&assignments, &state.catalogue);
+    Ok(classes
+        .iter()
+        .map(|c| views::student_class(c, &by_class.remove(&c.id).unwrap_or_default()))
+        .collect())
+}
+
+async fn me_view(state: &AppState, identity: Identity) -> Result<Value> {
+    // A session can outlive its user by the cache TTL (disabled on another instance): 401 then.
+    let user = state
+        .store
+        .user(identity.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let classes: Vec<Value> = if user.role == Role::Student {
+        student_classes(state, user.id).await?
+    } else {
+        state
+            .store
+            .teacher_classrooms(user.id)
+            .await?
+            .iter()
+            .map(views::classroom)
+            .collect()
+    };
+    let mut v = views::user(&user);
+    if let Value::Object(map) = &mut v {
+        map.insert("classes".into(), Value::Array(classes));
+    }
+    Ok(v)
+}
+
+#[get("/me")]
+async fn get_me(state: web::Data<AppState>, identity: Identity) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(me_view(&state, identity).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchMe {
+    leaderboard_opt_out: Option<bool>,
+    display_name: Option<String>,
+}
+
+#[patch("/me")]
+async fn patch_me(
+    state: web::Data<AppState>,
+    identity: Identity,
+    body: web::Json<PatchMe>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    if let Some(name) = &body.display_name {
+        // A student is known by a pseudonym per class, chosen when joining.
+        if !identity.role.is_teacher() {
+            return Err(AppError::bad_request(
+                "invalid_field",
+                "Un élève ne change pas de nom ici : son pseudonyme est celui de sa classe.",
+            ));
+        }
+        let name = accounts::validate_display_name(name)
+            .map_err(|Invalid(m)| AppError::bad_request("invalid_display_name", m))?;
+        state
+            .store
+            .set_display_name(identity.user_id, &name)
+            .await?;
+    }
+    if let Some(opt_out) = body.leaderboard_opt_out {
+        state
+            .store
+            .set_leaderboard_opt_out(identity.user_id, opt_out)
+            .await?;
+    }
+    Ok(HttpResponse::Ok().json(me_view(&state, identity).await?))
+}
+
+#[get("/me/classes")]
+async fn my_classes(state: web::Data<AppState>, student: StudentIdentity) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(student_classes(&state, student.user_id).await?))
+}
+
+/// A student leaves a class. Leaving one's last class closes the account (there would be no way
+/// back into it) and signs out.
+#[delete("/me/classes/{id}")]
+async fn leave_class(
+    state: web::Data<AppState>,
+    student: StudentIdentity,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let not_in = || AppError::NotFound("Classe introuvable.");
+    let id = ClassroomId::parse(&id).ok_or_else(not_in)?;
+    let removal = state
+        .store
+        .remove_enrollment(id, student.user_id, now_ms())
+        .await?
+        .ok_or_else(not_in)?;
+    tracing::info!(
+        user_id = student.user_id.0,
+        classroom_id = id.0,
+        "student left a class"
+    );
+    let mut response = HttpResponse::NoContent();
+    if removal.was_last_class {
+        state.auth.sessions.forget_user(student.user_id);
+        response.cookie(state.auth.removal_cookie());
+    }
+    Ok(response.finish())
+}
