@@ -21,6 +21,8 @@ Usage:
   nsi-live admin create-admin   --login LOGIN --name NAME [--password-env VAR]
       Create an account on the configured database. The password is read from the environment
       variable VAR if given, else from the first line of standard input.
+  nsi-live admin reset-password --login LOGIN [--password-env VAR]
+      Set a new password for a teacher or admin (password read as above); their sessions end.
   nsi-live admin create-invite [--days N]
       Print a single-use teacher sign-up code (for auth.signup = \"invite_only\"), valid N days
       (default 14).
@@ -37,6 +39,10 @@ pub enum Command {
         name: String,
         password_env: Option<String>,
     },
+    ResetPassword {
+        login: String,
+        password_env: Option<String>,
+    },
     CreateInvite {
         days: u32,
     },
@@ -51,21 +57,23 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Command> 
         ["help" | "--help" | "-h"] => Ok(Command::Help),
         ["admin", "create-teacher", rest @ ..] => parse_account(Role::Teacher, rest),
         ["admin", "create-admin", rest @ ..] => parse_account(Role::Admin, rest),
+        ["admin", "reset-password", rest @ ..] => {
+            let mut flags = Flags::parse(rest, &["--login", "--password-env"])?;
+            Ok(Command::ResetPassword {
+                login: flags.required("--login")?,
+                password_env: flags.take("--password-env"),
+            })
+        }
         ["admin", "create-invite", rest @ ..] => {
-            let mut days = 14;
-            let mut it = rest.iter();
-            while let Some(flag) = it.next() {
-                match *flag {
-                    "--days" => {
-                        let value = it.next().context("--days needs a number")?;
-                        days =
-                            value.parse().ok().filter(|d| *d > 0).with_context(|| {
-                                format!("--days {value:?}: not a positive number")
-                            })?;
-                    }
-                    other => bail!("unknown option {other:?}\n\n{USAGE}"),
-                }
-            }
+            let mut flags = Flags::parse(rest, &["--days"])?;
+            let days = match flags.take("--days") {
+                None => 14,
+                Some(value) => value
+                    .parse()
+                    .ok()
+                    .filter(|d| *d > 0)
+                    .with_context(|| format!("--days {value:?}: not a positive number"))?,
+            };
             Ok(Command::CreateInvite { days })
         }
         _ => bail!("unknown command {:?}\n\n{USAGE}", args.join(" ")),
@@ -73,24 +81,44 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Command> 
 }
 
 fn parse_account(role: Role, rest: &[&str]) -> anyhow::Result<Command> {
-    let (mut login, mut name, mut password_env) = (None, None, None);
-    let mut it = rest.iter();
-    while let Some(flag) = it.next() {
-        let slot = match *flag {
-            "--login" => &mut login,
-            "--name" => &mut name,
-            "--password-env" => &mut password_env,
-            other => bail!("unknown option {other:?}\n\n{USAGE}"),
-        };
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        *slot = Some((*value).to_owned());
-    }
+    let mut flags = Flags::parse(rest, &["--login", "--name", "--password-env"])?;
     Ok(Command::CreateAccount {
         role,
-        login: login.context("--login is required")?,
-        name: name.context("--name is required")?,
-        password_env,
+        login: flags.required("--login")?,
+        name: flags.required("--name")?,
+        password_env: flags.take("--password-env"),
     })
+}
+
+/// `--flag value` pairs, each flag among the allowed ones, at most once.
+struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    fn parse(rest: &[&str], allowed: &[&str]) -> anyhow::Result<Flags> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut it = rest.iter();
+        while let Some(flag) = it.next() {
+            if !allowed.contains(flag) {
+                bail!("unknown option {flag:?}\n\n{USAGE}");
+            }
+            if pairs.iter().any(|(f, _)| f == flag) {
+                bail!("{flag} is given twice");
+            }
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            pairs.push(((*flag).to_owned(), (*value).to_owned()));
+        }
+        Ok(Flags(pairs))
+    }
+
+    fn take(&mut self, flag: &str) -> Option<String> {
+        let i = self.0.iter().position(|(f, _)| f == flag)?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn required(&mut self, flag: &str) -> anyhow::Result<String> {
+        self.take(flag)
+            .with_context(|| format!("{flag} is required"))
+    }
 }
 
 /// Runs a command other than `Serve`.
@@ -126,6 +154,20 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 NewAccount::InvalidInvite => bail!("unexpected invite refusal"),
             }
         }
+        Command::ResetPassword {
+            login,
+            password_env,
+        } => {
+            let login = accounts::normalize_login(&login);
+            let password = read_password(password_env.as_deref())?;
+            accounts::validate_password(&password).map_err(|e| anyhow::anyhow!(e.0))?;
+            let store = connect().await?;
+            let outcome = reset_password(&store, &login, password).await;
+            store.close().await;
+            outcome?;
+            println!("New password set for {login:?}; their sessions have ended.");
+            Ok(())
+        }
         Command::CreateInvite { days } => {
             let code = generate_invite_code(&mut rand::rng());
             let now = now_ms();
@@ -141,6 +183,18 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn reset_password(store: &Store, login: &str, password: String) -> anyhow::Result<()> {
+    let Some(account) = store.credentials_by_login(login).await? else {
+        bail!("no active account has the login {login:?}");
+    };
+    let hash = password::hash(password).await?;
+    if !store.set_password_hash(account.id, &hash).await? {
+        bail!("the account {login:?} has no password to reset");
+    }
+    store.delete_user_sessions(account.id).await?;
+    Ok(())
 }
 
 async fn connect() -> anyhow::Result<Store> {
@@ -200,6 +254,13 @@ mod tests {
             }
         ));
         assert_eq!(
+            parse(args("admin reset-password --login l")).unwrap(),
+            Command::ResetPassword {
+                login: "l".into(),
+                password_env: None,
+            }
+        );
+        assert_eq!(
             parse(args("admin create-invite")).unwrap(),
             Command::CreateInvite { days: 14 }
         );
@@ -217,6 +278,9 @@ mod tests {
             "admin create-teacher --login",
             "admin create-teacher --login l --name N --colour red",
             "admin create-invite --days 0",
+            "admin reset-password --login l --name N",
+            "admin reset-password",
+            "admin create-teacher --login a --login b --name N",
         ] {
             assert!(parse(args(bad)).is_err(), "{bad}");
         }

@@ -43,7 +43,7 @@ fn invalid(code: &'static str) -> impl FnOnce(Invalid) -> AppError {
 
 /// Opens a session for `identity` and answers `body` with it: a cookie, or with `bearer` the
 /// token in the body. A session the request already carried is ended (one browser, one session).
-async fn signed_in(
+pub(crate) async fn signed_in(
     state: &AppState,
     req: &HttpRequest,
     identity: Identity,

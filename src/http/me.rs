@@ -1,20 +1,24 @@
-//! The signed-in user's own account: who am I and in which classes, preferences, leaving a class.
+//! The signed-in user's own account: who am I and in which classes, preferences, a teacher's
+//! password, leaving a class.
 
-use actix_web::{HttpResponse, delete, get, patch, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::auth::{Identity, StudentIdentity};
-use crate::domain::accounts::{self, Invalid, Role};
+use crate::auth::{Identity, StudentIdentity, TeacherIdentity, password};
+use crate::domain::accounts::{self, Invalid, PASSWORD_MAX_BYTES, Role};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::domain::time::now_ms;
 use crate::error::{AppError, Result};
+use crate::http::auth::signed_in;
 use crate::http::views;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_me)
         .service(patch_me)
+        .service(change_password)
         .service(my_classes)
         .service(leave_class);
 }
@@ -96,6 +100,73 @@ async fn patch_me(
             .await?;
     }
     Ok(HttpResponse::Ok().json(me_view(&state, identity).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    current_password: String,
+    new_password: String,
+    #[serde(default)]
+    bearer: bool,
+}
+
+/// A teacher changes their password. Every session of theirs ends (a stolen one too); the
+/// caller gets a new one, as after a login. Wrong current passwords count as failed logins.
+#[post("/me/password")]
+async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    teacher: TeacherIdentity,
+    body: web::Json<NewPassword>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    let throttle = &state.auth.throttle;
+    let key = format!("#{}", teacher.user_id);
+    let ip = state.auth.client_ip(&req);
+    throttle.check_login(&key, ip).await?;
+    accounts::validate_password(&body.new_password)
+        .map_err(|Invalid(m)| AppError::bad_request("invalid_password", m))?;
+    let current = state.store.password_hash(teacher.user_id).await?;
+    let ok = body.current_password.len() <= PASSWORD_MAX_BYTES
+        && password::verify(body.current_password, current).await?;
+    if !ok {
+        throttle.login_failed(&key, ip).await;
+        return Err(AppError::refused(
+            "wrong_password",
+            "Le mot de passe actuel est incorrect.",
+        ));
+    }
+    throttle.login_succeeded(&key).await;
+    let hash = password::hash(body.new_password).await?;
+    if !state
+        .store
+        .set_password_hash(teacher.user_id, &hash)
+        .await?
+    {
+        return Err(AppError::Unauthorized);
+    }
+    state.auth.sessions.end_all_for(teacher.user_id).await?;
+    tracing::info!(user_id = teacher.user_id.0, "password changed");
+    let user = state
+        .store
+        .user(teacher.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let identity = Identity {
+        user_id: teacher.user_id,
+        role: teacher.role,
+    };
+    let body_json = json!({ "user": views::user(&user) });
+    signed_in(
+        &state,
+        &req,
+        identity,
+        body_json,
+        body.bearer,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[get("/me/classes")]

@@ -138,6 +138,38 @@ impl Store {
         })
     }
 
+    /// The password hash of an active account (`None` also for accounts without a password).
+    pub async fn password_hash(&self, id: UserId) -> anyhow::Result<Option<String>> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT password_hash FROM users WHERE id = $1 AND disabled_at IS NULL",
+            )
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(r) => Ok(r.try_get("password_hash")?),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Replaces a teacher's or admin's password hash; `false` if there is no such account.
+    pub async fn set_password_hash(&self, id: UserId, hash: &str) -> anyhow::Result<bool> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE users SET password_hash = $1
+                 WHERE id = $2 AND role IN ('teacher', 'admin') AND disabled_at IS NULL",
+            )
+            .bind(hash)
+            .bind(id.0)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     pub async fn set_leaderboard_opt_out(&self, id: UserId, opt_out: bool) -> anyhow::Result<()> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE users SET leaderboard_opt_out = $1 WHERE id = $2")

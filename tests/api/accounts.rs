@@ -115,6 +115,60 @@ both_backends!(teacher_signs_up_logs_in_and_out, |backend| async move {
     }
 });
 
+both_backends!(a_teacher_changes_their_password, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let teacher = app.signup_teacher().await;
+    let login = teacher.login.clone().unwrap();
+    let laptop = app.login(&login, TEST_PASSWORD).await;
+    let change =
+        |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
+    assert_error(
+        &teacher
+            .post_json(
+                "/api/v1/me/password",
+                &change("pas le bon", "nouveau mot de passe"),
+                403,
+            )
+            .await,
+        "wrong_password",
+    );
+    assert_error(
+        &teacher
+            .post_json("/api/v1/me/password", &change(TEST_PASSWORD, "court"), 400)
+            .await,
+        "invalid_password",
+    );
+    let body = teacher
+        .post_json(
+            "/api/v1/me/password",
+            &change(TEST_PASSWORD, "nouveau mot de passe"),
+            200,
+        )
+        .await;
+    assert_eq!(body["user"]["id"], teacher.id);
+    // This browser got a fresh session; every other one has ended.
+    teacher.get_json("/api/v1/me", 200).await;
+    laptop.get_json("/api/v1/me", 401).await;
+    app.anonymous()
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({ "login": login, "password": TEST_PASSWORD }),
+            401,
+        )
+        .await;
+    app.login(&login, "nouveau mot de passe").await;
+    // Students have no password.
+    let class = app.create_classroom(&teacher).await;
+    let student = app.student_in(&class).await;
+    student
+        .post_json(
+            "/api/v1/me/password",
+            &change("x", "nouveau mot de passe"),
+            403,
+        )
+        .await;
+});
+
 both_backends!(bearer_tokens_work_and_die_on_logout, |backend| async move {
     let app = TestApp::spawn(backend).await;
     let teacher = app.signup_teacher().await;
@@ -139,6 +193,46 @@ both_backends!(bearer_tokens_work_and_die_on_logout, |backend| async move {
     api.token = Some("garbage".into());
     api.get_json("/api/v1/me", 401).await;
 });
+
+both_backends!(
+    sessions_are_checked_by_every_instance_and_end_everywhere,
+    |backend| async move {
+        // Two instances on one database, each caching sessions for one second.
+        let db = TestDb::new(backend).await;
+        let mut settings = db.settings();
+        settings.auth.session_cache_ttl_secs = 1;
+        let a = TestApp::spawn_with(db, settings.clone()).await;
+        let b_app = nsi_live::startup::Application::build(settings)
+            .await
+            .unwrap();
+        let b_address = format!("http://127.0.0.1:{}", b_app.port());
+        tokio::spawn(b_app.run_until_stopped());
+
+        let teacher = a.signup_teacher().await;
+        let mut api = a.anonymous();
+        let token = api
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({ "login": teacher.login, "password": TEST_PASSWORD, "bearer": true }),
+                200,
+            )
+            .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.token = Some(token);
+        let mut on_b = a.anonymous();
+        on_b.address = b_address;
+        on_b.token = api.token.clone();
+        // A session opened on A works on B (B checks the database, then caches it).
+        assert_eq!(on_b.get_json("/api/v1/me", 200).await["id"], teacher.id);
+        // Logout on A: at once on A; on B once its cache entry is older than the TTL.
+        api.post_json("/api/v1/auth/logout", &json!({}), 204).await;
+        api.get_json("/api/v1/me", 401).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        on_b.get_json("/api/v1/me", 401).await;
+    }
+);
 
 both_backends!(
     join_creates_a_student_who_recovers_on_another_device,
@@ -957,6 +1051,22 @@ both_backends!(
         );
         assert!(!ok);
         assert!(err.contains("mot de passe"), "{err}");
+        // A forgotten password, reset by the operator.
+        let (ok, out, err) = run_cli(
+            &db,
+            &["admin", "reset-password", "--login", &login],
+            "un autre mot de passe\n",
+            &[],
+        );
+        assert!(ok, "{out}{err}");
+        let (ok, _, err) = run_cli(
+            &db,
+            &["admin", "reset-password", "--login", "personne"],
+            "un autre mot de passe\n",
+            &[],
+        );
+        assert!(!ok);
+        assert!(err.contains("no active account"), "{err}");
         let (ok, invite, err) = run_cli(&db, &["admin", "create-invite", "--days", "2"], "", &[]);
         assert!(ok, "{err}");
         let invite = invite.trim().to_owned();
@@ -966,7 +1076,14 @@ both_backends!(
         let mut settings = db.settings();
         settings.auth.signup = nsi_live::config::SignupMode::InviteOnly;
         let app = TestApp::spawn_with(db, settings).await;
-        let teacher = app.login(&login, "un mot de passe solide").await;
+        app.anonymous()
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({ "login": login, "password": "un mot de passe solide" }),
+                401,
+            )
+            .await;
+        let teacher = app.login(&login, "un autre mot de passe").await;
         assert_eq!(teacher.role, "teacher");
         assert_eq!(
             teacher.get_json("/api/v1/me", 200).await["display_name"],
