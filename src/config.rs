@@ -24,6 +24,7 @@ pub struct Settings {
     pub content: ContentSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub ws: WsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +105,31 @@ pub enum SignupMode {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// Live WebSockets (`docs/protocol.md`): heartbeats, limits, backpressure, and when a student is
+/// shown as stuck on the teacher's dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSettings {
+    /// The server pings every socket this often.
+    pub heartbeat_interval_secs: u64,
+    /// A socket that sent nothing (not even a pong) for this long is closed; so is one whose
+    /// outgoing writes stay blocked this long.
+    pub client_timeout_secs: u64,
+    /// Largest incoming message (a frame, or fragments put together), in bytes.
+    pub max_frame_bytes: usize,
+    /// Messages a socket may send per second on average, and in one burst.
+    pub messages_per_sec: u32,
+    pub message_burst: u32,
+    /// Open sockets per user (tabs, devices) on one instance.
+    pub max_sockets_per_user: usize,
+    /// Messages waiting to be written to one socket at most.
+    pub outgoing_queue: usize,
+    /// A student is stuck after this many failed attempts on one exercise without a pass…
+    pub stuck_failed_attempts: i32,
+    /// …or after this long on one exercise (focused) without a pass.
+    pub stuck_after_secs: u64,
 }
 
 /// Which storage backend the database settings select.
@@ -245,6 +271,32 @@ impl Settings {
                     "configuration key `redis.url` (REDIS_URL): must start with redis:// or rediss://"
                 );
             }
+        }
+        let ws = &self.ws;
+        for (key, value) in [
+            ("heartbeat_interval_secs", ws.heartbeat_interval_secs),
+            ("client_timeout_secs", ws.client_timeout_secs),
+            ("messages_per_sec", u64::from(ws.messages_per_sec)),
+            ("message_burst", u64::from(ws.message_burst)),
+            ("max_sockets_per_user", ws.max_sockets_per_user as u64),
+            ("outgoing_queue", ws.outgoing_queue as u64),
+            (
+                "stuck_failed_attempts",
+                ws.stuck_failed_attempts.max(0) as u64,
+            ),
+            ("stuck_after_secs", ws.stuck_after_secs),
+        ] {
+            if value == 0 {
+                bail!("configuration key `ws.{key}`: must be at least 1");
+            }
+        }
+        if ws.client_timeout_secs <= ws.heartbeat_interval_secs {
+            bail!(
+                "configuration key `ws.client_timeout_secs`: must be longer than ws.heartbeat_interval_secs"
+            );
+        }
+        if ws.max_frame_bytes < 1024 {
+            bail!("configuration key `ws.max_frame_bytes`: must be at least 1024");
         }
         if self.server.max_body_bytes < 1024 {
             bail!("configuration key `server.max_body_bytes`: must be at least 1024");

@@ -47,6 +47,7 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
+            ws: Arc::new(crate::ws::WsHub::default()),
             rendered: RenderedCatalogue::render(&catalogue),
             auth: Auth::new(&settings.auth, store.clone()),
             settings,

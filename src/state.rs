@@ -16,4 +16,6 @@ pub struct AppState {
     pub rendered: RenderedCatalogue,
     /// Sessions (with their cache) and the sign-in throttles.
     pub auth: Auth,
+    /// This instance's live sockets (counts per user, shutdown signal).
+    pub ws: Arc<crate::ws::WsHub>,
 }

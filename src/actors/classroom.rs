@@ -2,17 +2,22 @@
 //! progress once, then folds the class's events into it (never polling, never waiting on I/O
 //! after the load) and keeps a bounded ring of recent events with increasing offsets, from which
 //! a reconnecting dashboard resumes.
+//!
+//! Dashboards subscribe here: each event is serialised once and the same bytes are offered to
+//! every dashboard's bounded queue without waiting. A dashboard whose queue is full is marked
+//! lagging and skipped until it asks for a fresh snapshot: one slow dashboard never delays another.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use super::registry::Registry;
-use crate::bus::ClassEvent;
+use crate::bus::{ClassEvent, Presence};
 use crate::domain::ids::{ClassroomId, ExerciseId, UserId};
 use crate::domain::progress::{ExerciseProgress, level_for};
 use crate::store::Store;
@@ -26,9 +31,22 @@ pub struct Member {
     pub xp: i64,
     #[serde(skip)]
     pub leaderboard_opt_out: bool,
-    /// The exercise of their last attempt (the live issue adds the one they are looking at).
+    /// The exercise they are on: the one a tab shows, else the one of their last attempt.
     pub current_exercise_id: Option<ExerciseId>,
     pub last_attempt_at: Option<i64>,
+    /// At least one socket open (on the instances this actor hears from).
+    pub online: bool,
+    pub running_tests: bool,
+}
+
+impl Member {
+    fn apply_presence(&mut self, p: &Presence) {
+        self.online = p.online;
+        self.running_tests = p.running_tests;
+        if p.exercise_id.is_some() {
+            self.current_exercise_id = p.exercise_id;
+        }
+    }
 }
 
 /// What the actor loads from the database.
@@ -59,6 +77,8 @@ impl ClassroomData {
                     leaderboard_opt_out: opt_out,
                     current_exercise_id: None,
                     last_attempt_at: None,
+                    online: false,
+                    running_tests: false,
                 }
             })
             .collect();
@@ -106,6 +126,8 @@ pub struct StudentRow {
     pub member: Member,
     pub level: i64,
     pub passed_count: usize,
+    /// Exercises the student was reported stuck on and has not passed since.
+    pub stuck_on: Vec<ExerciseId>,
 }
 
 /// The class at one offset: what a dashboard starts from.
@@ -168,6 +190,48 @@ pub struct EventsSince {
 #[rtype(result = "()")]
 pub struct Reload;
 
+/// A dashboard's socket as the class sees it: a bounded queue of serialised `delta` messages and
+/// the flag raised when that queue was full.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub id: u64,
+    pub tx: mpsc::Sender<Arc<str>>,
+    pub lagging: Arc<AtomicBool>,
+}
+
+/// Registers a dashboard. Answers where it starts from: the missed events after `resume`
+/// (epoch, offset) when the ring still has them all, else a snapshot. Every later event goes to
+/// the subscriber's queue.
+#[derive(Message, Clone)]
+#[rtype(result = "Subscription")]
+pub struct Subscribe {
+    pub resume: Option<(u64, u64)>,
+    pub subscriber: Subscriber,
+}
+
+#[derive(Debug, Clone)]
+pub enum Subscription {
+    /// `resume_failed`: a resume was asked for and the missed events are gone.
+    Snapshot {
+        snapshot: ClassroomSnapshot,
+        resume_failed: bool,
+    },
+    Resumed {
+        epoch: u64,
+        missed: Vec<Delta>,
+    },
+}
+
+/// A lagging subscriber that has emptied its queue asks to start again from a snapshot; events
+/// after it go to its queue again. `None` if the class does not know the subscriber.
+#[derive(Message, Clone)]
+#[rtype(result = "Option<ClassroomSnapshot>")]
+pub struct Resync(pub u64);
+
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub u64);
+
 pub struct ClassroomActor {
     id: ClassroomId,
     teacher_id: UserId,
@@ -185,6 +249,8 @@ pub struct ClassroomActor {
     last_active: Instant,
     reloading: bool,
     during_reload: Vec<Arc<ClassEvent>>,
+    stuck: HashMap<UserId, BTreeSet<ExerciseId>>,
+    subscribers: HashMap<u64, Subscriber>,
 }
 
 /// How often a class checks whether it must reload (an event could not be delivered).
@@ -216,14 +282,18 @@ impl ClassroomActor {
             last_active: Instant::now(),
             reloading: false,
             during_reload: Vec::new(),
+            stuck: HashMap::new(),
+            subscribers: HashMap::new(),
         };
         actor.replace_data(data);
         actor
     }
 
-    fn replace_data(&mut self, data: ClassroomData) {
+    /// Replaces the roster and progress with freshly loaded ones; answers who joined and who left.
+    fn replace_data(&mut self, data: ClassroomData) -> (Vec<Member>, Vec<UserId>) {
         self.teacher_id = data.teacher_id;
         let previous = std::mem::take(&mut self.members);
+        let registry = self.registry.upgrade();
         self.members = data
             .members
             .into_iter()
@@ -231,10 +301,28 @@ impl ClassroomActor {
                 if let Some(old) = previous.get(&m.student_id) {
                     m.current_exercise_id = old.current_exercise_id;
                     m.last_attempt_at = old.last_attempt_at;
+                    m.online = old.online;
+                    m.running_tests = old.running_tests;
+                }
+                // Students who connected before this actor started (or joined while online).
+                if let Some(p) = registry.as_ref().and_then(|r| r.presence(m.student_id)) {
+                    m.apply_presence(&p);
                 }
                 (m.student_id, m)
             })
             .collect();
+        let joined = self
+            .members
+            .values()
+            .filter(|m| !previous.contains_key(&m.student_id))
+            .cloned()
+            .collect();
+        let left = previous
+            .keys()
+            .filter(|id| !self.members.contains_key(id))
+            .copied()
+            .collect();
+        self.stuck.retain(|id, _| self.members.contains_key(id));
         self.progress.clear();
         for (student, exercise, p) in data.progress {
             self.progress
@@ -242,28 +330,77 @@ impl ClassroomActor {
                 .or_default()
                 .insert(exercise, p);
         }
+        (joined, left)
     }
 
     fn push(&mut self, event: Arc<ClassEvent>) {
         if self.ring.len() >= self.ring_capacity {
             self.ring.pop_front();
         }
-        self.ring.push_back(Delta {
+        let delta = Delta {
             offset: self.next_offset,
             event,
-        });
+        };
         self.next_offset += 1;
+        self.fan_out(&delta);
+        self.ring.push_back(delta);
+    }
+
+    /// Offers the delta, serialised once, to every subscriber that keeps up. Never waits.
+    fn fan_out(&mut self, delta: &Delta) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let Some(frame) = crate::ws::protocol::delta_frame(self.epoch, delta) else {
+            return;
+        };
+        self.subscribers.retain(|_, s| {
+            if s.lagging.load(Ordering::Acquire) {
+                return true;
+            }
+            match s.tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Its backlog is dropped and it starts again from a snapshot (`Resync`).
+                    s.lagging.store(true, Ordering::Release);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
     }
 
     fn fold(&mut self, event: &ClassEvent) {
         // A student not in the roster (removed, or joined and the roster is reloading: then the
         // event is folded again after the reload) changes nothing.
-        let student = match event {
-            ClassEvent::AttemptRecorded { student_id, .. }
-            | ClassEvent::BadgeAwarded { student_id, .. }
-            | ClassEvent::AchievementUnlocked { student_id, .. }
-            | ClassEvent::XpChanged { student_id, .. } => *student_id,
-        };
+        let student = event.student_id();
+        if let ClassEvent::StudentJoined {
+            student_id,
+            pseudonym,
+            joined_at,
+            xp,
+        } = event
+        {
+            let presence = self
+                .registry
+                .upgrade()
+                .and_then(|r| r.presence(*student_id));
+            let member = self.members.entry(*student_id).or_insert_with(|| Member {
+                student_id: *student_id,
+                pseudonym: pseudonym.clone(),
+                joined_at: *joined_at,
+                xp: *xp,
+                leaderboard_opt_out: false,
+                current_exercise_id: None,
+                last_attempt_at: None,
+                online: false,
+                running_tests: false,
+            });
+            if let Some(p) = presence {
+                member.apply_presence(&p);
+            }
+            return;
+        }
         if !self.members.contains_key(&student) {
             return;
         }
@@ -299,7 +436,38 @@ impl ClassroomActor {
                     m.xp = *xp;
                 }
             }
-            ClassEvent::BadgeAwarded { .. } | ClassEvent::AchievementUnlocked { .. } => {}
+            ClassEvent::PresenceChanged { presence, .. } => {
+                if let Some(m) = self.members.get_mut(&student) {
+                    m.apply_presence(presence);
+                }
+            }
+            ClassEvent::StudentStuck { exercise_id, .. } => {
+                let passed = self
+                    .progress
+                    .get(&student)
+                    .and_then(|e| e.get(exercise_id))
+                    .is_some_and(|p| p.passed);
+                if !passed {
+                    self.stuck.entry(student).or_default().insert(*exercise_id);
+                }
+            }
+            ClassEvent::StudentLeft { .. } => {
+                self.members.remove(&student);
+                self.progress.remove(&student);
+                self.stuck.remove(&student);
+            }
+            ClassEvent::BadgeAwarded { .. }
+            | ClassEvent::AchievementUnlocked { .. }
+            | ClassEvent::StudentJoined { .. } => {}
+        }
+        if let ClassEvent::AttemptRecorded {
+            exercise_id,
+            passed: true,
+            ..
+        } = event
+            && let Some(stuck) = self.stuck.get_mut(&student)
+        {
+            stuck.remove(exercise_id);
         }
     }
 
@@ -320,10 +488,11 @@ impl ClassroomActor {
                     }
                     match result {
                         Ok(Some(data)) => {
-                            act.replace_data(data);
+                            let (joined, left) = act.replace_data(data);
                             for event in std::mem::take(&mut act.during_reload) {
                                 act.fold(&event);
                             }
+                            act.announce_roster_changes(joined, left);
                         }
                         Ok(None) => {
                             // The class was deleted.
@@ -338,6 +507,50 @@ impl ClassroomActor {
                     }
                 }),
         );
+    }
+
+    /// Roster changes found by a reload go through the bus like any event: the dashboards here
+    /// get them as deltas, and other instances' actors fold them.
+    fn announce_roster_changes(&self, joined: Vec<Member>, left: Vec<UserId>) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        for m in joined {
+            let event = ClassEvent::StudentJoined {
+                student_id: m.student_id,
+                pseudonym: m.pseudonym,
+                joined_at: m.joined_at,
+                xp: m.xp,
+            };
+            registry.publish(self.id, Arc::new(event));
+        }
+        for student_id in left {
+            registry.publish(self.id, Arc::new(ClassEvent::StudentLeft { student_id }));
+        }
+    }
+
+    /// The events after `offset` of stream `epoch`, if the ring still has all of them.
+    fn events_since(&self, epoch: u64, offset: u64) -> Option<Vec<Delta>> {
+        let oldest = self
+            .ring
+            .front()
+            .map(|d| d.offset)
+            .unwrap_or(self.next_offset);
+        if epoch != self.epoch || offset >= self.next_offset {
+            // Another incarnation's offsets (a restart), or not ours at all.
+            None
+        } else if offset + 1 < oldest {
+            // Some missed events have left the ring.
+            None
+        } else {
+            Some(
+                self.ring
+                    .iter()
+                    .filter(|d| d.offset > offset)
+                    .cloned()
+                    .collect(),
+            )
+        }
     }
 
     fn snapshot(&self) -> ClassroomSnapshot {
@@ -379,6 +592,11 @@ impl ClassroomActor {
                     .get(&m.student_id)
                     .map(|e| e.values().filter(|p| p.passed).count())
                     .unwrap_or(0),
+                stuck_on: self
+                    .stuck
+                    .get(&m.student_id)
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default(),
             })
             .collect();
         ClassroomSnapshot {
@@ -419,7 +637,8 @@ impl Actor for ClassroomActor {
         });
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(check_every, |act, ctx| {
-            if act.last_active.elapsed() >= act.idle_timeout {
+            // A dashboard keeps the class: it waits for its events.
+            if act.last_active.elapsed() >= act.idle_timeout && act.subscribers.is_empty() {
                 if let Some(registry) = act.registry.upgrade() {
                     registry.forget_classroom(act.id, &ctx.address());
                 }
@@ -503,27 +722,7 @@ impl Handler<EventsSince> for ClassroomActor {
     fn handle(&mut self, msg: EventsSince, _ctx: &mut Self::Context) -> Self::Result {
         let EventsSince { epoch, offset } = msg;
         self.last_active = Instant::now();
-        let oldest = self
-            .ring
-            .front()
-            .map(|d| d.offset)
-            .unwrap_or(self.next_offset);
-        let missed = if epoch != self.epoch || offset >= self.next_offset {
-            // Another incarnation's offsets (a restart), or not ours at all.
-            None
-        } else if offset + 1 < oldest {
-            // Some missed events have left the ring.
-            None
-        } else {
-            Some(
-                self.ring
-                    .iter()
-                    .filter(|d| d.offset > offset)
-                    .cloned()
-                    .collect(),
-            )
-        };
-        MessageResult(missed)
+        MessageResult(self.events_since(epoch, offset))
     }
 }
 
@@ -532,5 +731,51 @@ impl Handler<Reload> for ClassroomActor {
 
     fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
         self.reload(ctx);
+    }
+}
+
+impl Handler<Subscribe> for ClassroomActor {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let missed = msg
+            .resume
+            .and_then(|(epoch, offset)| self.events_since(epoch, offset));
+        let answer = match missed {
+            Some(missed) => Subscription::Resumed {
+                epoch: self.epoch,
+                missed,
+            },
+            None => Subscription::Snapshot {
+                snapshot: self.snapshot(),
+                resume_failed: msg.resume.is_some(),
+            },
+        };
+        // Registered in the same turn as the answer is computed: no event falls in between.
+        self.subscribers.insert(msg.subscriber.id, msg.subscriber);
+        MessageResult(answer)
+    }
+}
+
+impl Handler<Resync> for ClassroomActor {
+    type Result = MessageResult<Resync>;
+
+    fn handle(&mut self, Resync(id): Resync, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let Some(subscriber) = self.subscribers.get(&id) else {
+            return MessageResult(None);
+        };
+        subscriber.lagging.store(false, Ordering::Release);
+        MessageResult(Some(self.snapshot()))
+    }
+}
+
+impl Handler<Unsubscribe> for ClassroomActor {
+    type Result = ();
+
+    fn handle(&mut self, Unsubscribe(id): Unsubscribe, _ctx: &mut Self::Context) {
+        self.last_active = Instant::now();
+        self.subscribers.remove(&id);
     }
 }

@@ -34,6 +34,7 @@ impl ActorSystem {
             bus,
             settings.actors.clone(),
             settings.submissions.clone(),
+            settings.ws.clone(),
         );
         Ok(ActorSystem { registry, writer })
     }

@@ -16,8 +16,8 @@ use super::classroom::{Apply, ClassroomActor, ClassroomActorConfig, ClassroomDat
 use super::runtime::ActorRuntime;
 use super::student::{SetClassrooms, StudentActor, StudentActorConfig};
 use super::writer::WriterHandle;
-use crate::bus::{ClassEvent, EventBus, EventSink};
-use crate::config::{ActorSettings, SubmissionSettings};
+use crate::bus::{ClassEvent, EventBus, EventSink, Presence};
+use crate::config::{ActorSettings, SubmissionSettings, WsSettings};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::error::AppError;
 use crate::store::Store;
@@ -39,8 +39,12 @@ pub struct Registry {
     bus: Arc<dyn EventBus>,
     actors: ActorSettings,
     submissions: SubmissionSettings,
+    ws: WsSettings,
     students: DashMap<UserId, Arc<OnceCell<Addr<StudentActor>>>>,
     classrooms: DashMap<ClassroomId, Arc<ClassroomSlot>>,
+    /// Students online on this instance (their actors keep it): a class's actor that starts
+    /// after its students connected reads their presence here.
+    presence: DashMap<UserId, Presence>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -60,6 +64,7 @@ impl Registry {
         bus: Arc<dyn EventBus>,
         actors: ActorSettings,
         submissions: SubmissionSettings,
+        ws: WsSettings,
     ) -> Arc<Registry> {
         let registry = Arc::new_cyclic(|me| Registry {
             me: me.clone(),
@@ -69,8 +74,10 @@ impl Registry {
             bus,
             actors,
             submissions,
+            ws,
             students: DashMap::new(),
             classrooms: DashMap::new(),
+            presence: DashMap::new(),
         });
         let sink: Weak<dyn EventSink> = Arc::downgrade(&registry) as Weak<dyn EventSink>;
         registry.bus.attach(sink);
@@ -111,6 +118,8 @@ impl Registry {
                     registry: self.me.clone(),
                     rate_limit_per_hour: self.submissions.rate_limit_per_hour,
                     idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
+                    stuck_failed_attempts: self.ws.stuck_failed_attempts,
+                    stuck_after: Duration::from_secs(self.ws.stuck_after_secs),
                 };
                 let capacity = self.actors.mailbox_capacity;
                 let actor = StudentActor::new(progress, classrooms, config);
@@ -203,6 +212,31 @@ impl Registry {
             }
         }
         Err(busy())
+    }
+
+    /// The student's actor if it is running here (without starting it).
+    pub fn running_student(&self, id: UserId) -> Option<Addr<StudentActor>> {
+        self.students.get(&id).and_then(|cell| cell.get().cloned())
+    }
+
+    /// The class's actor if it is running here (without starting it).
+    pub fn running_classroom(&self, id: ClassroomId) -> Option<Addr<ClassroomActor>> {
+        self.classrooms
+            .get(&id)
+            .and_then(|slot| slot.addr.get().cloned())
+    }
+
+    /// Kept by the student's actor: online students only.
+    pub fn set_presence(&self, student: UserId, presence: &Presence) {
+        if presence.online {
+            self.presence.insert(student, presence.clone());
+        } else {
+            self.presence.remove(&student);
+        }
+    }
+
+    pub fn presence(&self, student: UserId) -> Option<Presence> {
+        self.presence.get(&student).map(|p| p.clone())
     }
 
     pub fn forget_student(&self, id: UserId, addr: &Addr<StudentActor>) {

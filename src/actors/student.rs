@@ -5,18 +5,23 @@
 //! when the previous batch has committed, so every change is computed from committed state. The
 //! mailbox never stalls meanwhile (reads are answered from committed state), and a resend of an
 //! attempt already queued, in flight or recently answered waits for, or gets, that same answer.
+//!
+//! The actor also owns the student's open sockets on this instance: it pushes each newly stored
+//! attempt to them (whichever way it was submitted), derives the student's presence from them
+//! (several tabs are one presence) and tells the classes when the student looks stuck.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::registry::Registry;
 use super::writer::{WriteError, WriterHandle};
-use crate::bus::ClassEvent;
+use crate::bus::{ClassEvent, Presence, StuckReason};
 use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
 use crate::domain::progress::{StudentProgress, level_for};
 use crate::domain::rules::{
@@ -39,6 +44,9 @@ pub struct SubmitAttempt {
     pub score: i32,
     pub code: String,
     pub duration_ms: Option<i64>,
+    /// The student's socket that sent it, if any: it gets the answer directly, so the push of the
+    /// answer to the student's sockets skips it.
+    pub origin_socket: Option<u64>,
 }
 
 /// The answer to a submission (the portal's shape, plus a few fields). Stored with the attempt:
@@ -103,6 +111,41 @@ pub struct GetProgress;
 #[rtype(result = "()")]
 pub struct SetClassrooms(pub Vec<ClassroomId>);
 
+/// What the actor pushes to the student's sockets (each socket turns it into protocol messages).
+#[derive(Debug, Clone)]
+pub enum StudentPush {
+    /// An attempt was stored (submitted over HTTP, or from another tab).
+    Answer(Arc<SubmitAnswer>),
+}
+
+/// One open socket of the student, as the actor sees it: a bounded queue, and a flag the actor
+/// raises when it drops the socket because that queue was full (the socket then closes as a slow
+/// consumer rather than as "going away").
+#[derive(Debug, Clone)]
+pub struct SocketSink {
+    pub id: u64,
+    pub tx: mpsc::Sender<StudentPush>,
+    pub slow: Arc<AtomicBool>,
+}
+
+/// A socket opened: the student is online. Answers the committed progress (sent on connect).
+#[derive(Message, Clone)]
+#[rtype(result = "StudentProgress")]
+pub struct AttachSocket(pub SocketSink);
+
+/// A socket closed (the last one: the student is offline).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct DetachSocket(pub u64);
+
+/// Where the student is: the exercise a tab shows (None: no exercise), running its tests or not.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SetActivity {
+    pub exercise_id: Option<ExerciseId>,
+    pub running_tests: bool,
+}
+
 type AnswerTx = oneshot::Sender<Result<SubmitAnswer, ActorError>>;
 type HintTx = oneshot::Sender<Result<HintAnswer, ActorError>>;
 
@@ -135,6 +178,12 @@ pub struct StudentActor {
     recent_answers: HashMap<String, SubmitAnswer>,
     recent_order: VecDeque<String>,
     last_active: Instant,
+    sockets: HashMap<u64, SocketSink>,
+    presence: Presence,
+    /// Exercises the classes were told the student is stuck on (until a pass).
+    stuck_reported: HashSet<ExerciseId>,
+    stuck_failed_attempts: i32,
+    stuck_after: Duration,
 }
 
 pub struct StudentActorConfig {
@@ -142,6 +191,8 @@ pub struct StudentActorConfig {
     pub registry: Weak<Registry>,
     pub rate_limit_per_hour: u32,
     pub idle_timeout: Duration,
+    pub stuck_failed_attempts: i32,
+    pub stuck_after: Duration,
 }
 
 impl StudentActor {
@@ -165,7 +216,121 @@ impl StudentActor {
             recent_answers: HashMap::new(),
             recent_order: VecDeque::new(),
             last_active: Instant::now(),
+            sockets: HashMap::new(),
+            presence: Presence::default(),
+            stuck_reported: HashSet::new(),
+            stuck_failed_attempts: config.stuck_failed_attempts,
+            stuck_after: config.stuck_after,
         }
+    }
+
+    /// Publishes an event to each of the student's classes.
+    fn publish(&self, event: ClassEvent) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let event = Arc::new(event);
+        for classroom in &self.classrooms {
+            registry.publish(*classroom, event.clone());
+        }
+    }
+
+    fn set_presence(&mut self, presence: Presence) {
+        if presence == self.presence {
+            return;
+        }
+        self.presence = presence.clone();
+        if let Some(registry) = self.registry.upgrade() {
+            registry.set_presence(self.id, &presence);
+        }
+        self.publish(ClassEvent::PresenceChanged {
+            student_id: self.id,
+            presence,
+            at: now_ms(),
+        });
+    }
+
+    fn activity(&mut self, exercise_id: Option<ExerciseId>, running_tests: bool) {
+        let since = match exercise_id {
+            None => None,
+            Some(_) if exercise_id == self.presence.exercise_id => self.presence.since,
+            Some(_) => Some(now_ms()),
+        };
+        self.set_presence(Presence {
+            online: !self.sockets.is_empty(),
+            exercise_id,
+            running_tests: running_tests && exercise_id.is_some(),
+            since,
+        });
+    }
+
+    /// Pushes a newly stored attempt to the student's sockets but the one that sent it. A socket
+    /// whose queue is full is dropped and closes as a slow consumer: the actor never waits on one.
+    fn push_answer(&mut self, answer: &SubmitAnswer, origin: Option<u64>) {
+        if self.sockets.is_empty() {
+            return;
+        }
+        let push = StudentPush::Answer(Arc::new(answer.clone()));
+        self.sockets.retain(|id, sink| {
+            if Some(*id) == origin {
+                return true;
+            }
+            match sink.tx.try_send(push.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sink.slow.store(true, Ordering::Release);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        if self.sockets.is_empty() {
+            self.set_presence(Presence::default());
+        }
+    }
+
+    /// After a stored attempt: a pass clears "stuck"; enough failures report it (once).
+    fn check_stuck_after_attempt(&mut self, exercise_id: ExerciseId) {
+        let Some(p) = self.progress.exercises.get(&exercise_id) else {
+            return;
+        };
+        if p.passed {
+            self.stuck_reported.remove(&exercise_id);
+        } else if p.failed_attempts >= self.stuck_failed_attempts
+            && self.stuck_reported.insert(exercise_id)
+        {
+            let failed_attempts = p.failed_attempts;
+            self.publish(ClassEvent::StudentStuck {
+                student_id: self.id,
+                exercise_id,
+                reason: StuckReason::FailedAttempts,
+                failed_attempts,
+                at: now_ms(),
+            });
+        }
+    }
+
+    /// Too long on the focused exercise without a pass: report it (once).
+    fn check_stuck_by_time(&mut self) {
+        let (Some(exercise_id), Some(since)) = (self.presence.exercise_id, self.presence.since)
+        else {
+            return;
+        };
+        let now = now_ms();
+        if !self.presence.online || now - since < self.stuck_after.as_millis() as i64 {
+            return;
+        }
+        let p = self.progress.exercises.get(&exercise_id);
+        if p.is_some_and(|p| p.passed) || !self.stuck_reported.insert(exercise_id) {
+            return;
+        }
+        self.publish(ClassEvent::StudentStuck {
+            student_id: self.id,
+            exercise_id,
+            reason: StuckReason::TimeOnExercise,
+            failed_attempts: p.map_or(0, |p| p.failed_attempts),
+            at: now,
+        });
     }
 
     fn has_unflushed_work(&self) -> bool {
@@ -244,6 +409,7 @@ impl StudentActor {
             at_ms,
         };
         let outcome = evaluate_attempt(&self.progress, &input);
+        let origin = attempt.origin_socket;
         let answer = SubmitAnswer {
             success: true,
             attempt_id: attempt.attempt_id.clone(),
@@ -294,7 +460,7 @@ impl StudentActor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.busy = false;
-                    act.finish_attempt(result, outcome, answer, ctx);
+                    act.finish_attempt(result, outcome, answer, origin, ctx);
                     act.process_next(ctx);
                 }),
         );
@@ -305,6 +471,7 @@ impl StudentActor {
         result: Result<ItemResult, WriteError>,
         outcome: AttemptOutcome,
         answer: SubmitAnswer,
+        origin: Option<u64>,
         ctx: &mut Context<Self>,
     ) {
         let attempt_id = answer.attempt_id.clone();
@@ -312,6 +479,12 @@ impl StudentActor {
             Ok(ItemResult::Written) => {
                 self.progress.apply_attempt(&outcome);
                 self.publish_attempt(&outcome, &answer);
+                self.check_stuck_after_attempt(outcome.exercise_id);
+                if self.presence.running_tests {
+                    // The tests ran: their result is this attempt.
+                    self.activity(self.presence.exercise_id, false);
+                }
+                self.push_answer(&answer, origin);
                 self.remember(answer.clone());
                 self.answer_waiters(&attempt_id, Ok(answer));
             }
@@ -477,8 +650,15 @@ impl Actor for StudentActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        let stuck_every =
+            (self.stuck_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        ctx.run_interval(stuck_every, |act, _ctx| act.check_stuck_by_time());
         ctx.run_interval(check_every, |act, ctx| {
-            if act.last_active.elapsed() >= act.idle_timeout && !act.has_unflushed_work() {
+            // An open socket keeps the actor: it holds the socket's queue and the presence.
+            if act.last_active.elapsed() >= act.idle_timeout
+                && !act.has_unflushed_work()
+                && act.sockets.is_empty()
+            {
                 // Leave the registry first: a request from now on starts a fresh actor, which
                 // loads what this one committed.
                 if let Some(registry) = act.registry.upgrade() {
@@ -555,5 +735,44 @@ impl Handler<SetClassrooms> for StudentActor {
 
     fn handle(&mut self, msg: SetClassrooms, _ctx: &mut Self::Context) {
         self.classrooms = msg.0;
+    }
+}
+
+impl Handler<AttachSocket> for StudentActor {
+    type Result = MessageResult<AttachSocket>;
+
+    fn handle(
+        &mut self,
+        AttachSocket(sink): AttachSocket,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.last_active = Instant::now();
+        self.sockets.insert(sink.id, sink);
+        let mut presence = self.presence.clone();
+        presence.online = true;
+        self.set_presence(presence);
+        MessageResult(self.progress.clone())
+    }
+}
+
+impl Handler<DetachSocket> for StudentActor {
+    type Result = ();
+
+    fn handle(&mut self, DetachSocket(id): DetachSocket, _ctx: &mut Self::Context) {
+        self.last_active = Instant::now();
+        if self.sockets.remove(&id).is_some() && self.sockets.is_empty() {
+            self.set_presence(Presence::default());
+        }
+    }
+}
+
+impl Handler<SetActivity> for StudentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetActivity, _ctx: &mut Self::Context) {
+        self.last_active = Instant::now();
+        if !self.sockets.is_empty() {
+            self.activity(msg.exercise_id, msg.running_tests);
+        }
     }
 }

@@ -50,7 +50,8 @@ fn verdict(req: &HttpRequest, allowed: &[String]) -> Result<(), AppError> {
     check_content_type(req)
 }
 
-fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), AppError> {
+/// The Origin check alone (also used by the WebSocket upgrades, which are GETs).
+pub fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), AppError> {
     let headers = req.headers();
     let claimed = match headers.get(header::ORIGIN) {
         Some(origin) => origin.to_str().ok().map(str::to_owned),

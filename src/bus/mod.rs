@@ -36,7 +36,71 @@ pub enum ClassEvent {
         at: i64,
     },
     /// XP changed without an attempt (a hint revealed).
-    XpChanged { student_id: UserId, xp: i64 },
+    XpChanged {
+        student_id: UserId,
+        xp: i64,
+    },
+    /// The student's sockets say where they are: online or not, on which exercise, running tests.
+    PresenceChanged {
+        student_id: UserId,
+        #[serde(flatten)]
+        presence: Presence,
+        at: i64,
+    },
+    /// Published once per (student, exercise) until the student passes it.
+    StudentStuck {
+        student_id: UserId,
+        exercise_id: ExerciseId,
+        reason: StuckReason,
+        failed_attempts: i32,
+        at: i64,
+    },
+    StudentJoined {
+        student_id: UserId,
+        pseudonym: String,
+        joined_at: i64,
+        xp: i64,
+    },
+    StudentLeft {
+        student_id: UserId,
+    },
+}
+
+impl ClassEvent {
+    /// The student the event is about.
+    pub fn student_id(&self) -> UserId {
+        match self {
+            ClassEvent::AttemptRecorded { student_id, .. }
+            | ClassEvent::BadgeAwarded { student_id, .. }
+            | ClassEvent::AchievementUnlocked { student_id, .. }
+            | ClassEvent::XpChanged { student_id, .. }
+            | ClassEvent::PresenceChanged { student_id, .. }
+            | ClassEvent::StudentStuck { student_id, .. }
+            | ClassEvent::StudentJoined { student_id, .. }
+            | ClassEvent::StudentLeft { student_id } => *student_id,
+        }
+    }
+}
+
+/// Where a student is, from their open sockets (several tabs count as one presence).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Presence {
+    pub online: bool,
+    /// The exercise the student has open (the last one a tab focused).
+    pub exercise_id: Option<ExerciseId>,
+    /// The browser is running the exercise's tests.
+    pub running_tests: bool,
+    /// Since when (ms) the student has been on `exercise_id`.
+    pub since: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StuckReason {
+    /// `ws.stuck_failed_attempts` failed attempts on the exercise, none passed.
+    FailedAttempts,
+    /// `ws.stuck_after_secs` on the exercise without a pass.
+    TimeOnExercise,
 }
 
 /// Receives the events published for classes (the actor registry, which hands them to the

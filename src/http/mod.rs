@@ -29,6 +29,7 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
                     .configure(me::configure)
                     .configure(classrooms::configure),
             )
+            .configure(crate::ws::configure)
             .default_service(web::to(not_found));
     }
 }

@@ -3,13 +3,14 @@
 //! reveals, which go through the student's actor like submissions.
 
 use actix_web::{HttpResponse, get, post, web};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::actors::classroom::{Access, CheckAccess, GetLeaderboard, GetSnapshot};
 use crate::actors::student::{GetProgress, RevealHint};
 use crate::auth::{Identity, StudentIdentity, TeacherIdentity};
+use crate::domain::ids::UserId;
 use crate::domain::ids::{ClassroomId, HintId};
-use crate::domain::progress::{Achievement, Badge, paris_day};
+use crate::domain::progress::{Achievement, Badge, StudentProgress, paris_day};
 use crate::domain::time::now_ms;
 use crate::error::{AppError, Result};
 use crate::http::submissions::actor_error;
@@ -29,9 +30,14 @@ async fn my_progress(state: web::Data<AppState>, student: StudentIdentity) -> Re
         .registry
         .ask_student(student.user_id, GetProgress)
         .await?;
+    Ok(HttpResponse::Ok().json(progress_view(&p)))
+}
+
+/// A student's progress as `GET /me/progress` and the socket's `progress` message show it.
+pub fn progress_view(p: &StudentProgress) -> Value {
     let mut exercises: Vec<_> = p.exercises.iter().collect();
     exercises.sort_by_key(|(id, _)| **id);
-    Ok(HttpResponse::Ok().json(json!({
+    json!({
         "student_id": p.student_id,
         "xp": p.xp,
         "level": p.level(),
@@ -50,7 +56,7 @@ async fn my_progress(state: web::Data<AppState>, student: StudentIdentity) -> Re
             "first_passed_at": e.first_passed_at,
             "last_attempt_at": e.last_attempt_at,
         })).collect::<Vec<_>>(),
-    })))
+    })
 }
 
 #[get("/me/badges")]
@@ -134,13 +140,20 @@ async fn reveal_hint(
     student: StudentIdentity,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let (exercise, hint) = HintId::parse(&id)
-        .and_then(|id| state.catalogue.hint(id))
+    let hint_id = HintId::parse(&id).ok_or(AppError::NotFound("Indice introuvable."))?;
+    Ok(HttpResponse::Ok().json(reveal(&state, student.user_id, hint_id).await?))
+}
+
+/// Reveals a hint (HTTP and the socket's `hint_reveal`): the body both answer.
+pub async fn reveal(state: &AppState, student: UserId, hint_id: HintId) -> Result<Value> {
+    let (exercise, hint) = state
+        .catalogue
+        .hint(hint_id)
         .ok_or(AppError::NotFound("Indice introuvable."))?;
     let answer = state
         .registry
         .ask_student(
-            student.user_id,
+            student,
             RevealHint {
                 hint_id: hint.id,
                 xp_cost: hint.xp_cost,
@@ -148,7 +161,7 @@ async fn reveal_hint(
         )
         .await?
         .map_err(actor_error)?;
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "hint_id": hint.id,
         "exercise_id": exercise.id,
         "position": hint.position,
@@ -158,5 +171,5 @@ async fn reveal_hint(
         "already_revealed": answer.already_revealed,
         "total_xp": answer.total_xp,
         "level": answer.level,
-    })))
+    }))
 }

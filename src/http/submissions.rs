@@ -6,9 +6,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use crate::actors::student::{ActorError, Submit, SubmitAttempt};
+use crate::actors::student::{ActorError, Submit, SubmitAnswer, SubmitAttempt};
 use crate::auth::StudentIdentity;
-use crate::domain::ids::ExerciseId;
+use crate::domain::ids::{ExerciseId, UserId};
 use crate::error::{AppError, Result};
 use crate::state::AppState;
 
@@ -99,20 +99,33 @@ async fn legacy_submit(
     submit(&state, student, &id, body).await
 }
 
-/// The one submission path (the WebSocket's `submit` comes here too).
+/// The HTTP submission: the one path below, answered as JSON.
 pub async fn submit(
     state: &AppState,
     student: StudentIdentity,
     exercise_id: &str,
     body: AttemptBody,
 ) -> Result<HttpResponse> {
-    let attempt = validate(state, exercise_id, body)?;
-    let answer = state
-        .registry
-        .ask_student(student.user_id, Submit(attempt))
-        .await?
-        .map_err(actor_error)?;
+    let answer = record_attempt(state, student.user_id, exercise_id, body, None).await?;
     Ok(HttpResponse::Ok().json(answer))
+}
+
+/// The one submission path, for HTTP and for the WebSocket's `submit`. `origin_socket` is the
+/// student's socket that sent it: it gets this answer directly, their other sockets get it pushed.
+pub async fn record_attempt(
+    state: &AppState,
+    student: UserId,
+    exercise_id: &str,
+    body: AttemptBody,
+    origin_socket: Option<u64>,
+) -> Result<SubmitAnswer> {
+    let mut attempt = validate(state, exercise_id, body)?;
+    attempt.origin_socket = origin_socket;
+    state
+        .registry
+        .ask_student(student, Submit(attempt))
+        .await?
+        .map_err(actor_error)
 }
 
 /// Checks a submission against the catalogue and the limits; nothing is stored on error.
@@ -159,6 +172,7 @@ pub fn validate(state: &AppState, exercise_id: &str, body: AttemptBody) -> Resul
         score: body.score as i32,
         code,
         duration_ms: body.duration_ms,
+        origin_socket: None,
     })
 }
 

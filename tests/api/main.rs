@@ -9,3 +9,4 @@ mod content;
 mod health;
 mod helpers;
 mod startup;
+mod ws;

@@ -1,0 +1,224 @@
+//! What every socket does whatever its role: the welcome, reading frames within the size and rate
+//! limits, heartbeats, writes that cannot block forever, and the close with a documented code.
+
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
+use tokio::time::{Interval, MissedTickBehavior};
+
+use super::SocketTicket;
+use super::protocol::{Close, ServerMessage};
+use crate::config::WsSettings;
+
+/// What one read from the socket amounts to.
+pub enum Incoming {
+    /// A text message to handle.
+    Text(String),
+    /// A control frame, already dealt with.
+    Nothing,
+    /// The socket is over: close it with this code (`None`: it is gone, nothing to send).
+    End(Option<Close>),
+}
+
+pub struct Conn {
+    session: Session,
+    pub stream: AggregatedMessageStream,
+    pub ticket: SocketTicket,
+    write_timeout: Duration,
+    client_timeout: Duration,
+    last_seen: Instant,
+    bucket: TokenBucket,
+}
+
+impl Conn {
+    pub fn new(
+        session: Session,
+        stream: actix_ws::MessageStream,
+        ticket: SocketTicket,
+        settings: &WsSettings,
+    ) -> Conn {
+        let stream = stream
+            .max_frame_size(settings.max_frame_bytes)
+            .aggregate_continuations()
+            .max_continuation_size(settings.max_frame_bytes);
+        Conn {
+            session,
+            stream,
+            ticket,
+            write_timeout: Duration::from_secs(settings.client_timeout_secs),
+            client_timeout: Duration::from_secs(settings.client_timeout_secs),
+            last_seen: Instant::now(),
+            bucket: TokenBucket::new(settings.messages_per_sec, settings.message_burst),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.ticket.id
+    }
+
+    /// The heartbeat's clock: first tick one interval from now.
+    pub fn heartbeat(settings: &WsSettings) -> Interval {
+        let every = Duration::from_secs(settings.heartbeat_interval_secs);
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        interval
+    }
+
+    /// Writes one text frame. A client that does not read for `client_timeout_secs` is a slow
+    /// consumer: its task must not hang on it.
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Close> {
+        match tokio::time::timeout(self.write_timeout, self.session.text(text.to_owned())).await {
+            Ok(Ok(())) => Ok(()),
+            // The connection is gone; the caller ends the task.
+            Ok(Err(_closed)) => Err(Close::GoingAway),
+            Err(_elapsed) => Err(Close::SlowConsumer),
+        }
+    }
+
+    pub async fn send(&mut self, message: &ServerMessage<'_>) -> Result<(), Close> {
+        match message.encode() {
+            Some(text) => self.send_text(&text).await,
+            None => Err(Close::InternalError),
+        }
+    }
+
+    /// Sends a refusal the socket survives.
+    pub async fn send_error(
+        &mut self,
+        error: &crate::error::AppError,
+        attempt_id: Option<&str>,
+        hint_id: Option<crate::domain::ids::HintId>,
+    ) -> Result<(), Close> {
+        if let crate::error::AppError::Internal(e) = error {
+            tracing::error!(error = format!("{e:#}"), "socket request failed");
+        }
+        let retry_after_secs = match error {
+            crate::error::AppError::TooManyRequests { retry_after_secs }
+            | crate::error::AppError::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let message = error.to_string();
+        self.send(&ServerMessage::Error {
+            code: error.code(),
+            message: &message,
+            attempt_id,
+            hint_id,
+            retry_after_secs,
+        })
+        .await
+    }
+
+    /// Turns one read into what the session must do, answering pings and enforcing the limits.
+    pub async fn incoming(
+        &mut self,
+        item: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Incoming {
+        let message = match item {
+            None => return Incoming::End(None),
+            Some(Ok(message)) => message,
+            Some(Err(ProtocolError::Overflow)) => return Incoming::End(Some(Close::TooBig)),
+            // The continuation limit reports itself as this I/O error (actix-ws 0.4).
+            Some(Err(ProtocolError::Io(e))) if e.to_string().contains("maximum continuation") => {
+                return Incoming::End(Some(Close::TooBig));
+            }
+            Some(Err(ProtocolError::Io(_))) => return Incoming::End(None),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "socket protocol error");
+                return Incoming::End(Some(Close::BadMessage));
+            }
+        };
+        self.last_seen = Instant::now();
+        match message {
+            AggregatedMessage::Pong(_) => Incoming::Nothing,
+            AggregatedMessage::Close(_) => Incoming::End(Some(Close::Normal)),
+            other => {
+                if !self.bucket.take() {
+                    return Incoming::End(Some(Close::RateLimited));
+                }
+                match other {
+                    AggregatedMessage::Text(text) => Incoming::Text(text.to_string()),
+                    AggregatedMessage::Ping(bytes) => {
+                        let pong =
+                            tokio::time::timeout(self.write_timeout, self.session.pong(&bytes));
+                        match pong.await {
+                            Ok(Ok(())) => Incoming::Nothing,
+                            Ok(Err(_)) => Incoming::End(None),
+                            Err(_) => Incoming::End(Some(Close::SlowConsumer)),
+                        }
+                    }
+                    // JSON text only.
+                    _ => Incoming::End(Some(Close::BadMessage)),
+                }
+            }
+        }
+    }
+
+    /// On each heartbeat tick: close a silent client, else ping it.
+    pub async fn beat(&mut self) -> Result<(), Close> {
+        if self.last_seen.elapsed() > self.client_timeout {
+            return Err(Close::HeartbeatTimeout);
+        }
+        match tokio::time::timeout(self.write_timeout, self.session.ping(b"")).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Close::GoingAway),
+            Err(_) => Err(Close::SlowConsumer),
+        }
+    }
+
+    /// Sends the close frame (briefly: a client that does not read will not get it) and ends
+    /// the socket; the ticket frees the user's slot.
+    pub async fn close(self, close: Option<Close>) {
+        let Some(close) = close else {
+            return;
+        };
+        tracing::debug!(code = close.code(), "closing socket");
+        let grace = self.write_timeout.min(Duration::from_secs(2));
+        let _ = tokio::time::timeout(grace, self.session.close(Some(close.frame()))).await;
+    }
+}
+
+/// Messages allowed per connection: `rate` per second on average, `burst` at once.
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_refuses() {
+        let mut b = TokenBucket::new(1, 3);
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take());
+    }
+}

@@ -1,0 +1,121 @@
+//! Live WebSockets: `GET /ws` for a signed-in student, `GET /ws/classrooms/{id}` for the class's
+//! teacher. Who may connect is checked before the upgrade (plain HTTP errors); then each socket is
+//! one task (`conn::Conn`) driven by a `select!` over its frames, its bounded queue and a
+//! heartbeat. The hot state stays in the actors: this layer only translates.
+
+pub mod conn;
+pub mod protocol;
+pub mod student;
+pub mod teacher;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::{HttpRequest, web};
+use dashmap::DashMap;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::domain::ids::UserId;
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(student::connect))
+        .route("/ws/classrooms/{id}", web::get().to(teacher::connect));
+}
+
+/// The sockets of this instance: how many each user has open, their ids, and the shutdown signal.
+#[derive(Debug)]
+pub struct WsHub {
+    per_user: DashMap<UserId, usize>,
+    next_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Default for WsHub {
+    fn default() -> Self {
+        WsHub {
+            per_user: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+}
+
+impl WsHub {
+    /// Counts a new socket for `user`, or `None` when they already have `max` open.
+    pub fn admit(self: &Arc<Self>, user: UserId, max: usize) -> Option<SocketTicket> {
+        let mut count = self.per_user.entry(user).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        drop(count);
+        Some(SocketTicket {
+            hub: self.clone(),
+            user,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Sockets open on this instance.
+    pub fn open_sockets(&self) -> usize {
+        self.per_user.iter().map(|e| *e.value()).sum()
+    }
+
+    /// Every socket closes with "going away" (the server is stopping).
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// One counted socket; dropping it frees the user's slot.
+#[derive(Debug)]
+pub struct SocketTicket {
+    hub: Arc<WsHub>,
+    user: UserId,
+    pub id: u64,
+}
+
+impl Drop for SocketTicket {
+    fn drop(&mut self) {
+        self.hub.per_user.remove_if_mut(&self.user, |_, count| {
+            *count = count.saturating_sub(1);
+            *count == 0
+        });
+    }
+}
+
+/// Query parameters both endpoints accept: `v`, the protocol version the client speaks.
+#[derive(Debug, Default, Deserialize)]
+struct VersionQuery {
+    v: Option<u32>,
+}
+
+/// Checks what must be refused before the upgrade: a foreign `Origin` (cross-site WebSocket
+/// hijacking: the browser sends the cookie whatever page opens the socket) and a protocol version
+/// we do not speak.
+fn precheck(req: &HttpRequest, state: &AppState) -> Result<(), AppError> {
+    // As for other requests: a bearer token is not an ambient credential, no browser adds it.
+    if crate::auth::bearer_token(req).is_none() {
+        crate::auth::origin::check_origin(req, &state.settings.server.allowed_origins)?;
+    }
+    let query = web::Query::<VersionQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    match query.v {
+        Some(v) if v != protocol::PROTOCOL_VERSION => Err(AppError::bad_request(
+            "unsupported_protocol",
+            format!(
+                "Version du protocole non prise en charge (le serveur parle la version {}).",
+                protocol::PROTOCOL_VERSION
+            ),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,521 @@
+//! The wire protocol of the live sockets (docs/protocol.md is its description): JSON text frames,
+//! one message each, `{"type": …}` tagged, versioned by `PROTOCOL_VERSION`, and the one table of
+//! close codes.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::actors::classroom::{ClassroomSnapshot, Delta};
+use crate::actors::student::SubmitAnswer;
+use crate::bus::ClassEvent;
+use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
+use crate::domain::progress::{Achievement, Badge};
+
+/// Sent in `welcome`. A change that an existing client would misread bumps it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Why the server closes a socket. The only place the numbers are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// 1000: the client closed, or the server answered a close.
+    Normal,
+    /// 1001: the server is stopping (or the class's stream went away): reconnect.
+    GoingAway,
+    /// 1009: a message over `ws.max_frame_bytes`.
+    TooBig,
+    /// 1011: the server could not serve the socket (an internal error, or too busy to start it).
+    InternalError,
+    /// 4000: not a JSON object with a string `type`, fields that do not fit the type, or binary.
+    BadMessage,
+    /// 4001: a `type` this socket's role does not know.
+    UnknownType,
+    /// 4002: more messages than `ws.messages_per_sec` / `ws.message_burst` allow.
+    RateLimited,
+    /// 4003: nothing received (not even a pong) for `ws.client_timeout_secs`.
+    HeartbeatTimeout,
+    /// 4008: the socket did not take its messages fast enough (queue full, writes blocked).
+    SlowConsumer,
+    /// 4009: the user already has `ws.max_sockets_per_user` sockets open.
+    TooManySockets,
+}
+
+impl Close {
+    pub const ALL: [Close; 10] = [
+        Close::Normal,
+        Close::GoingAway,
+        Close::TooBig,
+        Close::InternalError,
+        Close::BadMessage,
+        Close::UnknownType,
+        Close::RateLimited,
+        Close::HeartbeatTimeout,
+        Close::SlowConsumer,
+        Close::TooManySockets,
+    ];
+
+    pub fn code(self) -> u16 {
+        match self {
+            Close::Normal => 1000,
+            Close::GoingAway => 1001,
+            Close::TooBig => 1009,
+            Close::InternalError => 1011,
+            Close::BadMessage => 4000,
+            Close::UnknownType => 4001,
+            Close::RateLimited => 4002,
+            Close::HeartbeatTimeout => 4003,
+            Close::SlowConsumer => 4008,
+            Close::TooManySockets => 4009,
+        }
+    }
+
+    pub fn from_code(code: u16) -> Option<Close> {
+        Close::ALL.into_iter().find(|c| c.code() == code)
+    }
+
+    /// The close frame's reason (at most 123 bytes), in French: a browser may show it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Close::Normal => "Fermeture normale.",
+            Close::GoingAway => "Le serveur redémarre ; reconnexion automatique.",
+            Close::TooBig => "Message trop volumineux.",
+            Close::InternalError => "Erreur interne du serveur.",
+            Close::BadMessage => "Message illisible.",
+            Close::UnknownType => "Type de message inconnu.",
+            Close::RateLimited => "Trop de messages envoyés.",
+            Close::HeartbeatTimeout => "Connexion inactive.",
+            Close::SlowConsumer => "Connexion trop lente.",
+            Close::TooManySockets => "Trop de connexions ouvertes pour ce compte.",
+        }
+    }
+
+    pub fn frame(self) -> actix_ws::CloseReason {
+        actix_ws::CloseReason {
+            code: actix_ws::CloseCode::Other(self.code()),
+            description: Some(self.reason().to_owned()),
+        }
+    }
+}
+
+/// What a student's socket may send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StudentRequest {
+    /// The same fields, checks and answer as `POST /api/v1/exercises/{id}/attempts`.
+    Submit {
+        exercise_id: ExerciseId,
+        #[serde(default)]
+        attempt_id: Option<String>,
+        passed: bool,
+        score: i64,
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        duration_ms: Option<i64>,
+    },
+    /// The exercise the tab shows (`null`: none).
+    Focus {
+        #[serde(default)]
+        exercise_id: Option<ExerciseId>,
+    },
+    /// The browser started the exercise's tests (the next stored attempt ends it).
+    RunningTests {
+        exercise_id: ExerciseId,
+    },
+    HintReveal {
+        hint_id: HintId,
+    },
+    GetProgress,
+    Ping,
+}
+
+impl StudentRequest {
+    pub const TYPES: [&'static str; 6] = [
+        "submit",
+        "focus",
+        "running_tests",
+        "hint_reveal",
+        "get_progress",
+        "ping",
+    ];
+}
+
+/// What a teacher's dashboard socket may send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TeacherRequest {
+    /// A fresh snapshot, now (the deltas already queued may repeat it: skip offsets ≤ its own).
+    GetSnapshot,
+    Ping,
+}
+
+impl TeacherRequest {
+    pub const TYPES: [&'static str; 2] = ["get_snapshot", "ping"];
+}
+
+/// Reads one text frame as a request of the role whose types are `known`.
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, Close> {
+    let value: Value = serde_json::from_str(text).map_err(|_| Close::BadMessage)?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or(Close::BadMessage)?;
+    if !known.contains(&kind) {
+        return Err(Close::UnknownType);
+    }
+    serde_json::from_value(value).map_err(|_| Close::BadMessage)
+}
+
+/// Why a dashboard is sent a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotReason {
+    /// First connection (no resume asked).
+    Connect,
+    /// A resume was asked for and the missed events have left the ring (or the stream restarted).
+    ResumeUnavailable,
+    /// The socket's queue overflowed: its backlog was dropped.
+    Lagged,
+    /// The client asked (`get_snapshot`).
+    Requested,
+}
+
+/// What the server sends. Borrowed: built just to be serialised.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage<'a> {
+    /// First message on every socket.
+    Welcome {
+        protocol_version: u32,
+        role: &'static str,
+        user_id: UserId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        classroom_id: Option<ClassroomId>,
+        heartbeat_interval_secs: u64,
+        max_frame_bytes: usize,
+    },
+    Pong,
+    /// A request was refused; the socket stays open.
+    Error {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempt_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint_id: Option<HintId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_secs: Option<u64>,
+    },
+    /// A stored attempt: the HTTP submit's answer.
+    Result(&'a SubmitAnswer),
+    BadgeAwarded {
+        attempt_id: &'a str,
+        badge: &'a str,
+        title: &'a str,
+    },
+    AchievementUnlocked {
+        attempt_id: &'a str,
+        achievement: &'a str,
+        title: &'a str,
+        xp_bonus: i64,
+    },
+    LevelUp {
+        attempt_id: &'a str,
+        level: i64,
+        total_xp: i64,
+    },
+    /// `GET /api/v1/me/progress`'s body.
+    Progress(&'a Value),
+    /// `POST /api/v1/hints/{id}/reveal`'s body.
+    HintRevealed(&'a Value),
+    /// The class at one offset; deltas follow with larger offsets.
+    Snapshot {
+        reason: SnapshotReason,
+        #[serde(flatten)]
+        snapshot: &'a ClassroomSnapshot,
+    },
+    /// The resume worked: exactly `count` deltas follow (offsets after `after_offset`).
+    Resumed {
+        epoch: u64,
+        after_offset: u64,
+        count: usize,
+    },
+    Delta {
+        epoch: u64,
+        offset: u64,
+        #[serde(flatten)]
+        event: &'a ClassEvent,
+    },
+}
+
+impl ServerMessage<'_> {
+    pub fn encode(&self) -> Option<Arc<str>> {
+        match serde_json::to_string(self) {
+            Ok(s) => Some(Arc::from(s)),
+            Err(e) => {
+                tracing::error!(error = %e, "serialising a socket message failed");
+                None
+            }
+        }
+    }
+}
+
+/// A class event as dashboards receive it (serialised once per event by the class's actor).
+pub fn delta_frame(epoch: u64, delta: &Delta) -> Option<Arc<str>> {
+    ServerMessage::Delta {
+        epoch,
+        offset: delta.offset,
+        event: &delta.event,
+    }
+    .encode()
+}
+
+/// What a stored attempt tells its student: the answer, then each badge, achievement and level.
+pub fn answer_messages(answer: &SubmitAnswer) -> Vec<ServerMessage<'_>> {
+    let attempt_id = answer.attempt_id.as_str();
+    let mut out = vec![ServerMessage::Result(answer)];
+    out.extend(
+        answer
+            .new_badges
+            .iter()
+            .map(|code| ServerMessage::BadgeAwarded {
+                attempt_id,
+                badge: code,
+                title: Badge::from_code(code).map_or("", Badge::title),
+            }),
+    );
+    out.extend(answer.new_achievements.iter().map(|code| {
+        let achievement = Achievement::from_code(code);
+        ServerMessage::AchievementUnlocked {
+            attempt_id,
+            achievement: code,
+            title: achievement.map_or("", Achievement::title),
+            xp_bonus: achievement.map_or(0, Achievement::xp_bonus),
+        }
+    }));
+    if answer.level_up {
+        out.push(ServerMessage::LevelUp {
+            attempt_id,
+            level: answer.level,
+            total_xp: answer.total_xp,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn student(text: &str) -> Result<StudentRequest, Close> {
+        parse(text, &StudentRequest::TYPES)
+    }
+
+    #[test]
+    fn student_requests_parse() {
+        assert_eq!(
+            student(
+                r#"{"type":"submit","exercise_id":7,"attempt_id":"a","passed":true,"score":100}"#
+            ),
+            Ok(StudentRequest::Submit {
+                exercise_id: ExerciseId(7),
+                attempt_id: Some("a".into()),
+                passed: true,
+                score: 100,
+                code: None,
+                duration_ms: None,
+            })
+        );
+        assert_eq!(
+            student(r#"{"type":"focus","exercise_id":3}"#),
+            Ok(StudentRequest::Focus {
+                exercise_id: Some(ExerciseId(3))
+            })
+        );
+        assert_eq!(
+            student(r#"{"type":"focus","exercise_id":null}"#),
+            Ok(StudentRequest::Focus { exercise_id: None })
+        );
+        assert_eq!(
+            student(r#"{"type":"running_tests","exercise_id":3}"#),
+            Ok(StudentRequest::RunningTests {
+                exercise_id: ExerciseId(3)
+            })
+        );
+        assert_eq!(
+            student(r#"{"type":"hint_reveal","hint_id":9}"#),
+            Ok(StudentRequest::HintReveal { hint_id: HintId(9) })
+        );
+        assert_eq!(student(r#"{"type":"ping"}"#), Ok(StudentRequest::Ping));
+        // Unknown fields are ignored: a newer client still talks to this server.
+        assert_eq!(
+            student(r#"{"type":"ping","sent_at":12}"#),
+            Ok(StudentRequest::Ping)
+        );
+        assert_eq!(
+            student(r#"{"type":"get_progress"}"#),
+            Ok(StudentRequest::GetProgress)
+        );
+    }
+
+    #[test]
+    fn bad_and_unknown_messages_have_their_close_codes() {
+        for bad in [
+            "not json",
+            "[1,2]",
+            r#"{"kind":"ping"}"#,
+            r#"{"type":3}"#,
+            r#"{"type":"submit","exercise_id":"seven","passed":true,"score":1}"#,
+            r#"{"type":"submit","exercise_id":7}"#,
+            r#"{"type":"focus","exercise_id":-"#,
+        ] {
+            assert_eq!(student(bad), Err(Close::BadMessage), "{bad}");
+        }
+        assert_eq!(student(r#"{"type":"dance"}"#), Err(Close::UnknownType));
+        // A teacher's type on a student socket, and the other way round.
+        assert_eq!(
+            student(r#"{"type":"get_snapshot"}"#),
+            Err(Close::UnknownType)
+        );
+        assert_eq!(
+            parse::<TeacherRequest>(r#"{"type":"submit"}"#, &TeacherRequest::TYPES),
+            Err(Close::UnknownType)
+        );
+        assert_eq!(
+            parse::<TeacherRequest>(r#"{"type":"get_snapshot"}"#, &TeacherRequest::TYPES),
+            Ok(TeacherRequest::GetSnapshot)
+        );
+    }
+
+    #[test]
+    fn every_type_the_parser_knows_deserialises() {
+        // TYPES and the enums must not drift apart: a known type with no variant would close
+        // well-formed messages as bad.
+        for t in StudentRequest::TYPES {
+            let r = student(&json!({"type": t}).to_string());
+            assert_ne!(r, Err(Close::UnknownType), "{t}");
+        }
+        for t in TeacherRequest::TYPES {
+            let r =
+                parse::<TeacherRequest>(&json!({"type": t}).to_string(), &TeacherRequest::TYPES);
+            assert!(r.is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn close_codes_are_unique_and_documented_ranges() {
+        let mut codes: Vec<u16> = Close::ALL.iter().map(|c| c.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Close::ALL.len());
+        for c in Close::ALL {
+            assert_eq!(Close::from_code(c.code()), Some(c));
+            // Standard codes or the application range; never 1005/1006 (not sendable).
+            assert!(c.code() < 1015 || (4000..5000).contains(&c.code()), "{c:?}");
+            assert!(![1004, 1005, 1006].contains(&c.code()));
+            assert!(c.reason().len() <= 123, "{c:?}");
+        }
+        assert_eq!(Close::BadMessage.code(), 4000);
+        assert_eq!(Close::TooBig.code(), 1009);
+        assert_eq!(Close::SlowConsumer.code(), 4008);
+        assert_eq!(Close::from_code(4999), None);
+    }
+
+    #[test]
+    fn server_messages_serialise_flat() {
+        let welcome = ServerMessage::Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            role: "student",
+            user_id: UserId(4),
+            classroom_id: None,
+            heartbeat_interval_secs: 15,
+            max_frame_bytes: 65536,
+        };
+        let v: Value = serde_json::from_str(&welcome.encode().unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "welcome", "protocol_version": 1, "role": "student", "user_id": 4,
+                   "heartbeat_interval_secs": 15, "max_frame_bytes": 65536})
+        );
+        let event = ClassEvent::XpChanged {
+            student_id: UserId(4),
+            xp: 90,
+        };
+        let delta = Delta {
+            offset: 12,
+            event: Arc::new(event),
+        };
+        let v: Value = serde_json::from_str(&delta_frame(77, &delta).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "delta", "epoch": 77, "offset": 12, "kind": "xp_changed",
+                   "student_id": 4, "xp": 90})
+        );
+        let presence = ClassEvent::PresenceChanged {
+            student_id: UserId(4),
+            presence: crate::bus::Presence {
+                online: true,
+                exercise_id: Some(ExerciseId(3)),
+                running_tests: false,
+                since: Some(5),
+            },
+            at: 6,
+        };
+        let delta = Delta {
+            offset: 13,
+            event: Arc::new(presence),
+        };
+        let v: Value = serde_json::from_str(&delta_frame(77, &delta).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "delta", "epoch": 77, "offset": 13, "kind": "presence_changed",
+                   "student_id": 4, "online": true, "exercise_id": 3, "running_tests": false,
+                   "since": 5, "at": 6})
+        );
+        assert_eq!(
+            ServerMessage::Pong.encode().as_deref(),
+            Some(r#"{"type":"pong"}"#)
+        );
+    }
+
+    #[test]
+    fn an_answer_becomes_result_then_badges_achievements_and_level() {
+        let answer = SubmitAnswer {
+            success: true,
+            attempt_id: "a-1".into(),
+            exercise_id: ExerciseId(1),
+            passed: true,
+            score: 100,
+            first_pass: true,
+            xp_awarded: 135,
+            total_xp: 135,
+            level: 2,
+            level_up: true,
+            new_badges: vec!["BEGINNER".into(), "EXPLORER".into()],
+            new_achievements: vec!["FIRST_EXERCISE".into()],
+        };
+        let types: Vec<Value> = answer_messages(&answer)
+            .iter()
+            .map(|m| serde_json::from_str::<Value>(&m.encode().unwrap()).unwrap())
+            .collect();
+        let kinds: Vec<&str> = types.iter().map(|v| v["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "result",
+                "badge_awarded",
+                "badge_awarded",
+                "achievement_unlocked",
+                "level_up"
+            ]
+        );
+        assert_eq!(types[0]["attempt_id"], "a-1");
+        assert_eq!(types[0]["total_xp"], 135);
+        assert_eq!(types[2]["title"], "Explorateur");
+        assert_eq!(types[3]["achievement"], "FIRST_EXERCISE");
+        assert_eq!(types[3]["xp_bonus"], 50);
+        assert_eq!(types[4]["level"], 2);
+    }
+}
