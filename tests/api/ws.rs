@@ -888,3 +888,19 @@ async fn a_dashboard_that_never_reads_does_not_delay_another() {
     assert!(deltas < sent, "{deltas} of {sent}");
     assert_eq!(snapshot["students"][0]["online"], true);
 }
+
+#[tokio::test]
+async fn stopping_the_server_closes_sockets_with_going_away() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_teacher, teacher_token, class) = new_class(&app).await;
+    let (_student, student_token) = student(&app, &class).await;
+    let mut ws = student_socket(&app, &student_token).await;
+    let (mut dash, _) = teacher_socket(&app, &class, &teacher_token).await;
+    let stopping = tokio::spawn(app.stop());
+    assert_eq!(ws.close_code().await, 1001);
+    assert_eq!(dash.close_code().await, 1001);
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stopped in time")
+        .expect("stop task");
+}
