@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use tokio::sync::{mpsc, watch};
 
+use super::SocketKind;
 use super::conn::{Conn, Incoming};
 use super::protocol::{self, Close, ServerMessage, StudentRequest};
 use crate::actors::student::{
@@ -37,9 +38,11 @@ pub async fn connect(
         .into());
     }
     let settings = &state.settings.ws;
-    let ticket = state
-        .ws
-        .admit(identity.user_id, settings.max_sockets_per_user);
+    let ticket = state.ws.admit(
+        identity.user_id,
+        SocketKind::Student,
+        settings.max_sockets_per_user,
+    );
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let Some(ticket) = ticket else {
         // Upgraded first so that the browser sees the code (a refused upgrade shows as nothing).

@@ -10,6 +10,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
+use super::SocketKind;
 use super::conn::{Conn, Incoming};
 use super::protocol::{self, Close, ServerMessage, SnapshotReason, TeacherRequest};
 use crate::actors::classroom::{
@@ -65,9 +66,11 @@ pub async fn connect(
         }
     };
     let settings = &state.settings.ws;
-    let ticket = state
-        .ws
-        .admit(identity.user_id, settings.max_sockets_per_user);
+    let ticket = state.ws.admit(
+        identity.user_id,
+        SocketKind::Dashboard,
+        settings.max_sockets_per_user,
+    );
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let Some(ticket) = ticket else {
         actix_web::rt::spawn(async move {
