@@ -24,6 +24,9 @@ pub struct Settings {
     pub content: ContentSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub submissions: SubmissionSettings,
+    pub writer: WriterSettings,
+    pub actors: ActorSettings,
     pub ws: WsSettings,
 }
 
@@ -105,6 +108,32 @@ pub enum SignupMode {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionSettings {
+    pub rate_limit_per_hour: u32,
+    pub max_code_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterSettings {
+    pub batch_max_rows: usize,
+    pub batch_max_wait_ms: u64,
+    pub queue_capacity: usize,
+    pub retry_window_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorSettings {
+    pub arbiters: usize,
+    pub mailbox_capacity: usize,
+    pub idle_timeout_secs: u64,
+    pub request_timeout_ms: u64,
+    pub classroom_ring_size: usize,
 }
 
 /// Live WebSockets (`docs/protocol.md`): heartbeats, limits, backpressure, and when a student is
@@ -270,6 +299,32 @@ impl Settings {
                 bail!(
                     "configuration key `redis.url` (REDIS_URL): must start with redis:// or rediss://"
                 );
+            }
+        }
+        for (key, value) in [
+            (
+                "submissions.rate_limit_per_hour",
+                self.submissions.rate_limit_per_hour as u64,
+            ),
+            (
+                "submissions.max_code_bytes",
+                self.submissions.max_code_bytes as u64,
+            ),
+            ("writer.batch_max_rows", self.writer.batch_max_rows as u64),
+            ("writer.queue_capacity", self.writer.queue_capacity as u64),
+            ("actors.arbiters", self.actors.arbiters as u64),
+            (
+                "actors.mailbox_capacity",
+                self.actors.mailbox_capacity as u64,
+            ),
+            ("actors.request_timeout_ms", self.actors.request_timeout_ms),
+            (
+                "actors.classroom_ring_size",
+                self.actors.classroom_ring_size as u64,
+            ),
+        ] {
+            if value == 0 {
+                bail!("configuration key `{key}`: must be at least 1");
             }
         }
         let ws = &self.ws;

@@ -136,10 +136,10 @@ impl ResponseError for AppError {
         };
         let retry_after = self.retry_after();
         let mut response = HttpResponse::build(self.status_code());
-        if let Some(secs) = retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.insert_header((header::RETRY_AFTER, v));
-            }
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.insert_header((header::RETRY_AFTER, v));
         }
         response.json(ErrorBody {
             error: self.code(),

@@ -1,7 +1,9 @@
 //! nsi-live: a real-time classroom server for Python and SQL exercises.
 //! `startup::Application` builds the whole app; `main.rs` and the tests both use it.
 
+pub mod actors;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -12,6 +12,8 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
+use crate::actors::ActorSystem;
+use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::content;
@@ -25,6 +27,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    actors: ActorSystem,
 }
 
 impl Application {
@@ -46,7 +49,9 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
+        let actors = ActorSystem::start(store.clone(), &settings)?;
         let state = web::Data::new(AppState {
+            registry: actors.registry.clone(),
             ws: Arc::new(crate::ws::WsHub::default()),
             rendered: RenderedCatalogue::render(&catalogue),
             auth: Auth::new(&settings.auth, store.clone()),
@@ -60,6 +65,7 @@ impl Application {
             port,
             server,
             state,
+            actors,
         })
     }
 
@@ -67,17 +73,72 @@ impl Application {
         self.port
     }
 
-    /// Stops the server the way SIGTERM does (used by tests).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// Stops the app the way SIGTERM does (used by tests).
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            server: self.server.handle(),
+            drain: self.actors.drain_switch(),
+            ws: self.state.ws.clone(),
+        }
     }
 
-    /// Serves until SIGINT/SIGTERM (or `handle().stop()`), then closes the database cleanly.
+    /// Serves until SIGINT/SIGTERM (or `handle().stop()`). Then, in this order: the server has
+    /// stopped accepting and finished its requests; the writer commits every queued row; the
+    /// actors stop; the database closes.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let handle = self.handle();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stop signal received: finishing requests and flushing writes");
+            handle.stop().await;
+        });
+        let served = self.server.await;
+        signals.abort();
+        self.actors.shutdown().await;
         self.state.store.close().await;
+        served?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Stops a running app gracefully: the writer stops waiting to fill batches, the server stops
+/// accepting and finishes its requests (their attempts commit), then `run_until_stopped`
+/// flushes and closes the rest.
+#[derive(Clone)]
+pub struct AppHandle {
+    server: ServerHandle,
+    drain: DrainSwitch,
+    ws: Arc<crate::ws::WsHub>,
+}
+
+impl AppHandle {
+    pub async fn stop(&self) {
+        self.drain.drain();
+        // Sockets close with "going away" (1001); their connections then end like requests do.
+        self.ws.shutdown();
+        self.server.stop(true).await;
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
     }
 }
 
@@ -97,6 +158,8 @@ fn build_server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Re
             .configure(http::configure(max_body))
     })
     .listen(listener)?
+    // Signals are ours (`run_until_stopped`): the writer must drain before the server waits.
+    .disable_signals()
     .shutdown_timeout(shutdown_timeout)
     .client_request_timeout(Duration::from_secs(10))
     .run();

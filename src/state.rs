@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::actors::registry::Registry;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::domain::catalogue::Catalogue;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub rendered: RenderedCatalogue,
     /// Sessions (with their cache) and the sign-in throttles.
     pub auth: Auth,
+    /// Finds or starts the student and classroom actors.
+    pub registry: Arc<Registry>,
     /// This instance's live sockets (counts per user, shutdown signal).
     pub ws: Arc<crate::ws::WsHub>,
 }

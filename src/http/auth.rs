@@ -287,6 +287,11 @@ async fn join_class(
             .enroll(target.id, student.user_id, &pseudonym, &key, now)
             .await?
             .map_err(refusal)?;
+        // The student's actor (if running) now also feeds this class; the class's actor reloads.
+        state
+            .registry
+            .membership_changed(student.user_id, target.id)
+            .await;
         tracing::info!(
             user_id = student.user_id.0,
             classroom_id = target.id.0,
@@ -310,6 +315,7 @@ async fn join_class(
         .join_as_new_student(target.id, &pseudonym, &key, &hash, now)
         .await?
         .map_err(refusal)?;
+    state.registry.classroom_changed(target.id);
     tracing::info!(
         user_id = student_id.0,
         classroom_id = target.id.0,

@@ -215,6 +215,10 @@ async fn remove_student(
         .remove_enrollment(classroom.id, student, now_ms())
         .await?
         .ok_or_else(student_not_found)?;
+    state
+        .registry
+        .membership_changed(student, classroom.id)
+        .await;
     if removal.was_last_class {
         // The database side (account closed, sessions deleted) is done; drop our cache too.
         state.auth.sessions.forget_user(student);

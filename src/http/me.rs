@@ -98,6 +98,10 @@ async fn patch_me(
             .store
             .set_leaderboard_opt_out(identity.user_id, opt_out)
             .await?;
+        // The leaderboards of the student's classes come from their actors: reload them.
+        for classroom in state.store.student_classroom_ids(identity.user_id).await? {
+            state.registry.classroom_changed(classroom);
+        }
     }
     Ok(HttpResponse::Ok().json(me_view(&state, identity).await?))
 }
@@ -189,6 +193,7 @@ async fn leave_class(
         .remove_enrollment(id, student.user_id, now_ms())
         .await?
         .ok_or_else(not_in)?;
+    state.registry.membership_changed(student.user_id, id).await;
     tracing::info!(
         user_id = student.user_id.0,
         classroom_id = id.0,

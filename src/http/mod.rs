@@ -5,6 +5,9 @@ pub mod catalogue;
 pub mod classrooms;
 pub mod health;
 pub mod me;
+pub mod metrics;
+pub mod progress;
+pub mod submissions;
 pub mod views;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -20,6 +23,7 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .configure(health::configure)
+            .configure(metrics::configure)
             .service(
                 web::scope("/api/v1")
                     // Cross-site and non-JSON state-changing requests stop here.
@@ -27,8 +31,11 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
                     .configure(catalogue::configure)
                     .configure(auth::configure)
                     .configure(me::configure)
-                    .configure(classrooms::configure),
+                    .configure(classrooms::configure)
+                    .configure(submissions::configure)
+                    .configure(progress::configure),
             )
+            .configure(submissions::configure_legacy)
             .configure(crate::ws::configure)
             .default_service(web::to(not_found));
     }

@@ -9,7 +9,7 @@ use crate::domain::catalogue::{CatalogueIds, CourseSpec};
 use crate::domain::ids::{ChapterId, CourseId, ExerciseId, HintId};
 
 /// Advisory lock key: instances starting together sync one after the other.
-const SYNC_LOCK_KEY: i64 = 0x6e73_695f_6361_74; // "nsi_cat"
+const SYNC_LOCK_KEY: i64 = 0x006e_7369_5f63_6174; // "nsi_cat"
 
 impl Store {
     #[tracing::instrument(skip_all, fields(courses = specs.len()))]

@@ -7,6 +7,7 @@
 
 pub mod catalogue;
 pub mod classrooms;
+pub mod progress;
 pub mod sessions;
 pub mod sql_sandbox;
 pub mod users;

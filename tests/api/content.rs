@@ -119,14 +119,15 @@ async fn every_exercise_tells_right_code_from_wrong() {
                                     ));
                                 }
                                 let starter = f.starter_code.as_deref().unwrap_or("").trim();
-                                if !starter.is_empty() {
-                                    if let Ok(got) =
+                                if !starter.is_empty()
+                                    && let Ok(got) =
                                         sql_sandbox::evaluate(schema, data, starter).await
-                                    {
-                                        if got == expected {
-                                            problems.push(format!("{}: the starter query already gives the expected result", ex.slug));
-                                        }
-                                    }
+                                    && got == expected
+                                {
+                                    problems.push(format!(
+                                        "{}: the starter query already gives the expected result",
+                                        ex.slug
+                                    ));
                                 }
                             }
                             Err(e) => problems.push(format!("{}: {e:#}", ex.slug)),

@@ -125,6 +125,68 @@ fn replace_db_name(url: &str, name: &str) -> String {
     }
 }
 
+impl TestDb {
+    /// Runs one SQL statement on the test database directly (to check or to break things).
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match (&self.url, &self.sqlite_dir) {
+            (Some(url), _) => {
+                let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::raw_sql(sql).execute(&mut c).await.expect("execute");
+            }
+            (None, Some(dir)) => {
+                let mut c = sqlx::SqliteConnection::connect(&format!(
+                    "sqlite://{}",
+                    dir.path().join("test.db").display()
+                ))
+                .await
+                .expect("connect");
+                sqlx::raw_sql(sql).execute(&mut c).await.expect("execute");
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+
+    /// The first column of the first row of a query, as an integer (`COUNT(*)`, `SUM(…)`).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match (&self.url, &self.sqlite_dir) {
+            (Some(url), _) => {
+                let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+                let row = sqlx::query(sql).fetch_one(&mut c).await.expect("query");
+                first_int(&row)
+            }
+            (None, Some(dir)) => {
+                let mut c = sqlx::SqliteConnection::connect(&format!(
+                    "sqlite://{}",
+                    dir.path().join("test.db").display()
+                ))
+                .await
+                .expect("connect");
+                let row = sqlx::query(sql).fetch_one(&mut c).await.expect("query");
+                first_int(&row)
+            }
+            (None, None) => unreachable!(),
+        }
+    }
+}
+
+/// The first column as i64, whatever its integer width (PostgreSQL INTEGER is i32); NULL is 0.
+fn first_int<R: sqlx::Row>(row: &R) -> i64
+where
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    row.try_get::<Option<i64>, _>(0usize)
+        .or_else(|_| {
+            row.try_get::<Option<i32>, _>(0usize)
+                .map(|v| v.map(i64::from))
+        })
+        .expect("an integer column")
+        .unwrap_or(0)
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.pg_name.take() {
@@ -154,7 +216,8 @@ impl Drop for TestDb {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub handle: actix_web::dev::ServerHandle,
+    pub handle: nsi_live::startup::AppHandle,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub db: TestDb,
 }
 
@@ -171,7 +234,7 @@ impl TestApp {
         let app = Application::build(settings).await.expect("app builds");
         let port = app.port();
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let task = tokio::spawn(app.run_until_stopped());
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder()
@@ -179,13 +242,19 @@ impl TestApp {
                 .build()
                 .expect("client"),
             handle,
+            task,
             db,
         }
     }
 
-    /// Stops the server and gives back its database (to restart on it).
+    /// Stops the app as SIGTERM does, waits until it has flushed and closed everything, and
+    /// gives back its database (to restart on it).
     pub async fn stop(self) -> TestDb {
-        self.handle.stop(true).await;
+        self.handle.stop().await;
+        self.task
+            .await
+            .expect("app task")
+            .expect("app stopped cleanly");
         self.db
     }
 

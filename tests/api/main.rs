@@ -9,4 +9,5 @@ mod content;
 mod health;
 mod helpers;
 mod startup;
+mod submissions;
 mod ws;

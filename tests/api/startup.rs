@@ -246,3 +246,73 @@ async fn a_broken_sql_reference_query_stops_start_up() {
         "{err}"
     );
 }
+
+/// The real binary: SIGTERM makes it finish, flush and exit with status 0.
+#[tokio::test]
+async fn sigterm_stops_the_binary_cleanly() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nsi-live"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NSI__SERVER__PORT", "0")
+        .env("NSI__LOG__FORMAT", "json")
+        .env("NSI__LOG__FILTER", "info")
+        .env(
+            "NSI__DATABASE__SQLITE_PATH",
+            data.path().join("x.db").to_str().unwrap(),
+        )
+        .env("NSI__CONTENT__DIR", content_dir().to_str().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The port is in the "listening" log line.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut port = None;
+    let mut lines = Vec::new();
+    while port.is_none() {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no listening line: {lines:?}"));
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["message"] == "listening"
+        {
+            port = v["port"].as_u64();
+        }
+        lines.push(line);
+    }
+    let url = format!("http://127.0.0.1:{}/healthz", port.unwrap());
+    assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(
+        log.iter().any(|l| l.contains("attempt writer stopped")),
+        "the writer did not report its final flush: {log:?}"
+    );
+}
