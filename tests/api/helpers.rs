@@ -280,6 +280,39 @@ impl TestApp {
     }
 }
 
+/// An exercise as the chapter listing shows it.
+pub struct ListedExercise {
+    pub id: i64,
+    pub slug: String,
+    pub xp_reward: i64,
+}
+
+impl TestApp {
+    /// Every exercise of the catalogue, in order, walked through the public API
+    /// (courses → chapters → exercises).
+    pub async fn listed_exercises(&self) -> Vec<ListedExercise> {
+        let mut out = Vec::new();
+        let courses = self.get_json("/api/v1/courses", 200).await;
+        for course in courses.as_array().expect("courses") {
+            for chapter in course["chapters"].as_array().expect("chapters") {
+                let path = format!(
+                    "/api/v1/chapters/{}",
+                    chapter["slug"].as_str().expect("slug")
+                );
+                let chapter = self.get_json(&path, 200).await;
+                for e in chapter["exercises"].as_array().expect("exercises") {
+                    out.push(ListedExercise {
+                        id: e["id"].as_i64().expect("id"),
+                        slug: e["slug"].as_str().expect("slug").to_owned(),
+                        xp_reward: e["xp_reward"].as_i64().expect("xp_reward"),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Asserts the JSON error shape `{"error": code, "message": …}`.
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"], code, "{body}");

@@ -22,27 +22,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// slug → id of every exercise, from the API.
 async fn exercise_ids(app: &TestApp) -> BTreeMap<String, i64> {
-    let mut map = BTreeMap::new();
-    for course in app
-        .get_json("/api/v1/courses", 200)
+    app.listed_exercises()
         .await
-        .as_array()
-        .unwrap()
-    {
-        for chapter in course["chapters"].as_array().unwrap() {
-            let path = format!("/api/v1/chapters/{}", chapter["slug"].as_str().unwrap());
-            for e in app.get_json(&path, 200).await["exercises"]
-                .as_array()
-                .unwrap()
-            {
-                map.insert(
-                    e["slug"].as_str().unwrap().to_owned(),
-                    e["id"].as_i64().unwrap(),
-                );
-            }
-        }
-    }
-    map
+        .into_iter()
+        .map(|e| (e.slug, e.id))
+        .collect()
 }
 
 /// The first exercise file of the first chapter of the first course, in a content tree.

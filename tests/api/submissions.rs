@@ -11,24 +11,11 @@ use crate::helpers::{Backend, TestApp, TestDb, TestUser, assert_error};
 
 /// (id, xp_reward) of every exercise, in catalogue order.
 async fn exercises(app: &TestApp) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    for course in app
-        .get_json("/api/v1/courses", 200)
+    app.listed_exercises()
         .await
-        .as_array()
-        .unwrap()
-    {
-        for chapter in course["chapters"].as_array().unwrap() {
-            let path = format!("/api/v1/chapters/{}", chapter["slug"].as_str().unwrap());
-            for e in app.get_json(&path, 200).await["exercises"]
-                .as_array()
-                .unwrap()
-            {
-                out.push((e["id"].as_i64().unwrap(), e["xp_reward"].as_i64().unwrap()));
-            }
-        }
-    }
-    out
+        .into_iter()
+        .map(|e| (e.id, e.xp_reward))
+        .collect()
 }
 
 fn new_attempt_id() -> String {

@@ -175,27 +175,12 @@ impl Ws {
 
 /// The id of the first `n` exercises of the catalogue.
 async fn exercises(app: &TestApp, n: usize) -> Vec<i64> {
-    let mut out = Vec::new();
-    for course in app
-        .get_json("/api/v1/courses", 200)
+    app.listed_exercises()
         .await
-        .as_array()
-        .unwrap()
-    {
-        for chapter in course["chapters"].as_array().unwrap() {
-            let path = format!("/api/v1/chapters/{}", chapter["slug"].as_str().unwrap());
-            for e in app.get_json(&path, 200).await["exercises"]
-                .as_array()
-                .unwrap()
-            {
-                out.push(e["id"].as_i64().unwrap());
-                if out.len() == n {
-                    return out;
-                }
-            }
-        }
-    }
-    out
+        .into_iter()
+        .take(n)
+        .map(|e| e.id)
+        .collect()
 }
 
 /// A teacher with a bearer token (also valid as the session cookie).
