@@ -77,6 +77,26 @@ pub struct BatchReport {
     pub rows: u64,
 }
 
+/// A `progress` row's columns (both backends).
+fn exercise_progress<'r, R>(r: &'r R) -> Result<ExerciseProgress, sqlx::Error>
+where
+    R: Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ExerciseProgress {
+        attempts: r.try_get("attempts")?,
+        failed_attempts: r.try_get("failed_attempts")?,
+        best_score: r.try_get("best_score")?,
+        passed: r.try_get("passed")?,
+        first_passed_at: r.try_get("first_passed_at")?,
+        last_attempt_at: r.try_get("last_attempt_at")?,
+    })
+}
+
 /// SQLite allows 32766 bound values per statement; stay far below it.
 const SQLITE_ROWS_PER_STATEMENT: usize = 200;
 
@@ -182,17 +202,8 @@ impl Store {
             .fetch_all(pool)
             .await?;
             for r in rows {
-                p.exercises.insert(
-                    ExerciseId(r.try_get("exercise_id")?),
-                    ExerciseProgress {
-                        attempts: r.try_get("attempts")?,
-                        failed_attempts: r.try_get("failed_attempts")?,
-                        best_score: r.try_get("best_score")?,
-                        passed: r.try_get("passed")?,
-                        first_passed_at: r.try_get("first_passed_at")?,
-                        last_attempt_at: r.try_get("last_attempt_at")?,
-                    },
-                );
+                p.exercises
+                    .insert(ExerciseId(r.try_get("exercise_id")?), exercise_progress(&r)?);
             }
             if let Some(r) = sqlx::query(
                 "SELECT xp, current_streak, longest_streak, last_pass_day
@@ -256,14 +267,7 @@ impl Store {
                 out.push((
                     UserId(r.try_get("student_id")?),
                     ExerciseId(r.try_get("exercise_id")?),
-                    ExerciseProgress {
-                        attempts: r.try_get("attempts")?,
-                        failed_attempts: r.try_get("failed_attempts")?,
-                        best_score: r.try_get("best_score")?,
-                        passed: r.try_get("passed")?,
-                        first_passed_at: r.try_get("first_passed_at")?,
-                        last_attempt_at: r.try_get("last_attempt_at")?,
-                    },
+                    exercise_progress(&r)?,
                 ));
             }
         });
