@@ -6,9 +6,13 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::SocketTicket;
+use actix_web::{HttpRequest, HttpResponse, web};
+
 use super::protocol::{Close, ServerMessage};
+use super::{SocketKind, SocketTicket};
 use crate::config::WsSettings;
+use crate::domain::ids::UserId;
+use crate::state::AppState;
 
 /// What one read from the socket amounts to.
 pub enum Incoming {
@@ -50,6 +54,28 @@ impl Conn {
             last_seen: Instant::now(),
             bucket: TokenBucket::new(settings.messages_per_sec, settings.message_burst),
         }
+    }
+
+    /// Upgrades the request and admits the socket under the per-user limit. Over the limit the
+    /// socket is still upgraded — so that the browser sees the close code, a refused upgrade
+    /// shows as nothing — then closed with `TooManySockets`, and `None` is returned.
+    pub fn accept(
+        req: &HttpRequest,
+        body: web::Payload,
+        state: &AppState,
+        user: UserId,
+        kind: SocketKind,
+    ) -> actix_web::Result<(HttpResponse, Option<Conn>)> {
+        let settings = &state.settings.ws;
+        let ticket = state.ws.admit(user, kind, settings.max_sockets_per_user);
+        let (response, session, stream) = actix_ws::handle(req, body)?;
+        let Some(ticket) = ticket else {
+            actix_web::rt::spawn(async move {
+                let _ = session.close(Some(Close::TooManySockets.frame())).await;
+            });
+            return Ok((response, None));
+        };
+        Ok((response, Some(Conn::new(session, stream, ticket, settings))))
     }
 
     pub fn id(&self) -> u64 {

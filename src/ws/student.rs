@@ -37,21 +37,10 @@ pub async fn connect(
         )
         .into());
     }
-    let settings = &state.settings.ws;
-    let ticket = state.ws.admit(
-        identity.user_id,
-        SocketKind::Student,
-        settings.max_sockets_per_user,
-    );
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let Some(ticket) = ticket else {
-        // Upgraded first so that the browser sees the code (a refused upgrade shows as nothing).
-        actix_web::rt::spawn(async move {
-            let _ = session.close(Some(Close::TooManySockets.frame())).await;
-        });
+    let (response, conn) = Conn::accept(&req, body, &state, identity.user_id, SocketKind::Student)?;
+    let Some(conn) = conn else {
         return Ok(response);
     };
-    let conn = Conn::new(session, stream, ticket, settings);
     actix_web::rt::spawn(run(conn, state.into_inner(), identity.user_id));
     Ok(response)
 }

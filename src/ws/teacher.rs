@@ -65,20 +65,11 @@ pub async fn connect(
             );
         }
     };
-    let settings = &state.settings.ws;
-    let ticket = state.ws.admit(
-        identity.user_id,
-        SocketKind::Dashboard,
-        settings.max_sockets_per_user,
-    );
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let Some(ticket) = ticket else {
-        actix_web::rt::spawn(async move {
-            let _ = session.close(Some(Close::TooManySockets.frame())).await;
-        });
+    let (response, conn) =
+        Conn::accept(&req, body, &state, identity.user_id, SocketKind::Dashboard)?;
+    let Some(conn) = conn else {
         return Ok(response);
     };
-    let conn = Conn::new(session, stream, ticket, settings);
     let dashboard = Dashboard {
         state: state.into_inner(),
         classroom,
