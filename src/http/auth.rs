@@ -21,7 +21,7 @@ use crate::error::{AppError, Result};
 use crate::http::views;
 use crate::state::AppState;
 use crate::store::classrooms::JoinRefusal;
-use crate::store::users::NewAccount;
+use crate::store::users::{NewAccount, UserRecord};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(sign_up)
@@ -65,6 +65,22 @@ pub(crate) async fn signed_in(
         response.cookie(state.auth.session_cookie(&session.token));
     }
     Ok(response.json(body))
+}
+
+/// [`signed_in`] for a user just loaded: their own role, and `{"user": …}` as the body.
+pub(crate) async fn signed_in_as(
+    state: &AppState,
+    req: &HttpRequest,
+    user: &UserRecord,
+    bearer: bool,
+    status: StatusCode,
+) -> Result<HttpResponse> {
+    let identity = Identity {
+        user_id: user.id,
+        role: user.role,
+    };
+    let body = json!({ "user": views::user(user) });
+    signed_in(state, req, identity, body, bearer, status).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,20 +158,7 @@ async fn sign_up(
         .user(id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("user {id} vanished after sign-up"))?;
-    let identity = Identity {
-        user_id: id,
-        role: Role::Teacher,
-    };
-    let body_json = json!({ "user": views::user(&user) });
-    signed_in(
-        &state,
-        &req,
-        identity,
-        body_json,
-        body.bearer,
-        StatusCode::CREATED,
-    )
-    .await
+    signed_in_as(&state, &req, &user, body.bearer, StatusCode::CREATED).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,20 +204,7 @@ async fn log_in(
         .user(credentials.id)
         .await?
         .ok_or(AppError::InvalidCredentials(BAD_LOGIN))?;
-    let identity = Identity {
-        user_id: user.id,
-        role: user.role,
-    };
-    let body_json = json!({ "user": views::user(&user) });
-    signed_in(
-        &state,
-        &req,
-        identity,
-        body_json,
-        body.bearer,
-        StatusCode::OK,
-    )
-    .await
+    signed_in_as(&state, &req, &user, body.bearer, StatusCode::OK).await
 }
 
 /// Ends the request's session (if any) and tells the browser to forget the cookie. Always 204.
@@ -408,18 +398,5 @@ async fn recover_session(
         .user(student_id)
         .await?
         .ok_or(AppError::InvalidCredentials(BAD_RECOVERY))?;
-    let identity = Identity {
-        user_id: student_id,
-        role: Role::Student,
-    };
-    let body_json = json!({ "user": views::user(&user) });
-    signed_in(
-        &state,
-        &req,
-        identity,
-        body_json,
-        body.bearer,
-        StatusCode::OK,
-    )
-    .await
+    signed_in_as(&state, &req, &user, body.bearer, StatusCode::OK).await
 }

@@ -4,14 +4,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::{Identity, StudentIdentity, TeacherIdentity, password};
 use crate::domain::accounts::{self, Invalid, PASSWORD_MAX_BYTES, Role};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::domain::time::now_ms;
 use crate::error::{AppError, Result};
-use crate::http::auth::signed_in;
+use crate::http::auth::signed_in_as;
 use crate::http::views;
 use crate::state::AppState;
 
@@ -157,20 +157,7 @@ async fn change_password(
         .user(teacher.user_id)
         .await?
         .ok_or(AppError::Unauthorized)?;
-    let identity = Identity {
-        user_id: teacher.user_id,
-        role: teacher.role,
-    };
-    let body_json = json!({ "user": views::user(&user) });
-    signed_in(
-        &state,
-        &req,
-        identity,
-        body_json,
-        body.bearer,
-        StatusCode::OK,
-    )
-    .await
+    signed_in_as(&state, &req, &user, body.bearer, StatusCode::OK).await
 }
 
 #[get("/me/classes")]
