@@ -4,11 +4,21 @@
 //! of taking 35 × 19 MiB.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::error::{AppError, Result};
+
+/// Requests waiting for a hashing slot, at most: past it the server is saturated with sign-ins
+/// (or someone floods them) and a quick 503 serves everyone better than a longer queue.
+const MAX_WAITING: usize = 256;
+/// How long a request waits for a hashing slot before giving up with a 503.
+const WAIT_FOR_SLOT: Duration = Duration::from_secs(10);
 
 fn permits() -> &'static Semaphore {
     static PERMITS: OnceLock<Semaphore> = OnceLock::new();
@@ -16,6 +26,33 @@ fn permits() -> &'static Semaphore {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Semaphore::new(cores.max(2))
     })
+}
+
+fn busy() -> AppError {
+    AppError::Unavailable {
+        message: "Le serveur est très sollicité ; réessayez dans quelques secondes.".into(),
+        retry_after_secs: 5,
+    }
+}
+
+/// A hashing slot: the wait is bounded in count (`MAX_WAITING`) and in time (`WAIT_FOR_SLOT`).
+async fn slot() -> Result<SemaphorePermit<'static>> {
+    static WAITING: AtomicUsize = AtomicUsize::new(0);
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            WAITING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    if WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+        return Err(busy());
+    }
+    let _waiting = Waiting;
+    match tokio::time::timeout(WAIT_FOR_SLOT, permits().acquire()).await {
+        Ok(permit) => Ok(permit.context("hash permits closed")?),
+        Err(_) => Err(busy()),
+    }
 }
 
 fn hash_now(secret: &[u8]) -> anyhow::Result<String> {
@@ -38,18 +75,18 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Hashes a password or code to a PHC string (`$argon2id$v=19$…`).
-pub async fn hash(secret: String) -> anyhow::Result<String> {
-    let _permit = permits().acquire().await.context("hash permits closed")?;
-    actix_web::web::block(move || hash_now(secret.as_bytes()))
+pub async fn hash(secret: String) -> Result<String> {
+    let _permit = slot().await?;
+    Ok(actix_web::web::block(move || hash_now(secret.as_bytes()))
         .await
-        .context("hashing thread")?
+        .context("hashing thread")??)
 }
 
 /// Whether `secret` matches `hash`. With no hash (unknown account, or an account without a
 /// password), checks against a decoy and answers `false`, in about the same time.
-pub async fn verify(secret: String, hash: Option<String>) -> anyhow::Result<bool> {
-    let _permit = permits().acquire().await.context("hash permits closed")?;
-    actix_web::web::block(move || match hash {
+pub async fn verify(secret: String, hash: Option<String>) -> Result<bool> {
+    let _permit = slot().await?;
+    Ok(actix_web::web::block(move || match hash {
         Some(hash) => Argon2::default()
             .verify_password(secret.as_bytes(), hash.as_str())
             .is_ok(),
@@ -59,7 +96,7 @@ pub async fn verify(secret: String, hash: Option<String>) -> anyhow::Result<bool
         }
     })
     .await
-    .context("hashing thread")
+    .context("hashing thread")?)
 }
 
 #[cfg(test)]

@@ -59,11 +59,24 @@ impl SlidingWindow {
     }
 
     /// Records an event and answers as `check` did before it: one call for "count every attempt".
+    /// Check and record happen under one lock, so parallel callers cannot all slip under `max`.
     pub fn check_and_hit(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();
-        self.check_at(key, now)?;
-        self.hit_at(key, now);
+        let mut inner = self.lock();
+        self.check_locked(&mut inner, key, now)?;
+        self.hit_locked(&mut inner, key, now);
         Ok(())
+    }
+
+    /// Takes back the newest event of `key` (a guess counted in advance that turned out right).
+    pub fn unhit(&self, key: &str) {
+        let mut inner = self.lock();
+        if let Some(events) = inner.events.get_mut(key) {
+            events.pop_back();
+            if events.is_empty() {
+                inner.events.remove(key);
+            }
+        }
     }
 
     /// Forgets `key` (a successful sign-in clears the failures of that login).
@@ -78,6 +91,10 @@ impl SlidingWindow {
 
     fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {
         let mut inner = self.lock();
+        self.check_locked(&mut inner, key, now)
+    }
+
+    fn check_locked(&self, inner: &mut Inner, key: &str, now: Instant) -> Result<(), u64> {
         let Some(events) = inner.events.get_mut(key) else {
             return Ok(());
         };
@@ -98,11 +115,15 @@ impl SlidingWindow {
 
     fn hit_at(&self, key: &str, now: Instant) {
         let mut inner = self.lock();
+        self.hit_locked(&mut inner, key, now);
+    }
+
+    fn hit_locked(&self, inner: &mut Inner, key: &str, now: Instant) {
         inner.calls += 1;
         if inner.calls.is_multiple_of(PRUNE_EVERY)
             || (inner.events.len() >= self.max_keys && !inner.events.contains_key(key))
         {
-            self.prune(&mut inner, now);
+            self.prune(inner, now);
         }
         let events = inner.events.entry(key.to_owned()).or_default();
         events.push_back(now);
@@ -169,21 +190,22 @@ impl AuthThrottle {
     }
 
     /// Before checking a password: 429 once the login or the address has used up its failures.
+    /// Otherwise the guess is counted as a failure now, before the (slow) password check, so that
+    /// guesses sent in parallel cannot all pass this check; `login_succeeded` takes it back.
     pub async fn check_login(&self, login: &str, ip: IpAddr) -> Result<(), AppError> {
-        self.login_failures.check(login).map_err(too_many)?;
-        self.login_failures_by_ip
-            .check(&ip.to_string())
-            .map_err(too_many)
+        self.login_failures.check_and_hit(login).map_err(too_many)?;
+        if let Err(wait) = self.login_failures_by_ip.check_and_hit(&ip.to_string()) {
+            self.login_failures.unhit(login);
+            return Err(too_many(wait));
+        }
+        Ok(())
     }
 
-    pub async fn login_failed(&self, login: &str, ip: IpAddr) {
-        self.login_failures.hit(login);
-        self.login_failures_by_ip.hit(&ip.to_string());
-    }
-
-    /// A good password clears that login's failures (not the address's: others share it).
-    pub async fn login_succeeded(&self, login: &str) {
+    /// A good password clears that login's failures and takes back the address's count of this
+    /// guess (not its other failures: others share the address).
+    pub async fn login_succeeded(&self, login: &str, ip: IpAddr) {
         self.login_failures.clear(login);
+        self.login_failures_by_ip.unhit(&ip.to_string());
     }
 
     /// Every join or recovery attempt counts against the address.
@@ -193,13 +215,10 @@ impl AuthThrottle {
             .map_err(too_many)
     }
 
-    /// Before checking a recovery code for `account` (join code + pseudonym key).
+    /// Before checking a recovery code for `account` (join code + pseudonym key): 429 once its
+    /// wrong codes are used up; otherwise this guess counts as wrong until `recovery_succeeded`.
     pub async fn check_recovery(&self, account: &str) -> Result<(), AppError> {
-        self.join_failures.check(account).map_err(too_many)
-    }
-
-    pub async fn recovery_failed(&self, account: &str) {
-        self.join_failures.hit(account);
+        self.join_failures.check_and_hit(account).map_err(too_many)
     }
 
     pub async fn recovery_succeeded(&self, account: &str) {
@@ -231,6 +250,25 @@ mod tests {
         assert_eq!(w.check_at("a", t0 + Duration::from_secs(60)), Err(1));
         w.clear("a");
         assert!(w.check_at("a", t0 + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn check_and_hit_lets_exactly_max_through_from_many_threads() {
+        let w = SlidingWindow::new(10, MIN);
+        let passed: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..50)
+                .map(|_| scope.spawn(|| w.check_and_hit("login").is_ok()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().expect("thread")))
+                .sum()
+        });
+        assert_eq!(passed, 10);
+        // A guess taken back frees its place.
+        w.unhit("login");
+        assert!(w.check_and_hit("login").is_ok());
+        assert!(w.check_and_hit("login").is_err());
     }
 
     #[test]

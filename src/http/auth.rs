@@ -83,7 +83,8 @@ pub(crate) async fn signed_in_as(
     signed_in(state, req, identity, body, bearer, status).await
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds a secret, which must never reach a log.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignupBody {
     login: String,
@@ -161,7 +162,8 @@ async fn sign_up(
     signed_in_as(&state, &req, &user, body.bearer, StatusCode::CREATED).await
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds a secret, which must never reach a log.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     login: String,
@@ -194,11 +196,10 @@ async fn log_in(
     let credentials = match credentials {
         Some(c) if password_ok => c,
         _ => {
-            throttle.login_failed(&login, ip).await;
             return Err(AppError::InvalidCredentials(BAD_LOGIN));
         }
     };
-    throttle.login_succeeded(&login).await;
+    throttle.login_succeeded(&login, ip).await;
     let user = state
         .store
         .user(credentials.id)
@@ -225,11 +226,15 @@ struct JoinBody {
     pseudonym: String,
     #[serde(default)]
     bearer: bool,
+    /// Add the class to the signed-in student's account instead of creating a new one.
+    #[serde(default)]
+    as_current_user: bool,
 }
 
-/// A student joins a class. Anonymous: a pseudonymous account is created and signed in, and its
-/// recovery code is in the answer (the only time it is shown). Already signed in as a student:
-/// the same account joins one more class.
+/// A student joins a class. By default a new pseudonymous account is created and signed in (its
+/// recovery code is in the answer, the only time it is shown), replacing whatever session the
+/// browser had: on a shared classroom computer, the next student must never land in the previous
+/// one's account. With `as_current_user`, the signed-in student's own account joins one more class.
 #[post("/auth/join")]
 async fn join_class(
     state: web::Data<AppState>,
@@ -271,7 +276,10 @@ async fn join_class(
         "school": target.school,
         "teacher_name": target.teacher_name,
     });
-    if let Some(student) = current {
+    if body.as_current_user && current.is_none() {
+        return Err(AppError::Unauthorized);
+    }
+    if let Some(student) = current.filter(|_| body.as_current_user) {
         state
             .store
             .enroll(target.id, student.user_id, &pseudonym, &key, now)
@@ -349,7 +357,8 @@ fn refusal(r: JoinRefusal) -> AppError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds a secret, which must never reach a log.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecoverBody {
     join_code: String,
@@ -387,7 +396,6 @@ async fn recover_session(
     let student_id = match candidate {
         Some((id, _)) if code_ok => id,
         _ => {
-            throttle.recovery_failed(&account).await;
             return Err(AppError::InvalidCredentials(BAD_RECOVERY));
         }
     };

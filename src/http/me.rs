@@ -106,7 +106,8 @@ async fn patch_me(
     Ok(HttpResponse::Ok().json(me_view(&state, identity).await?))
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds a secret, which must never reach a log.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewPassword {
     current_password: String,
@@ -128,20 +129,19 @@ async fn change_password(
     let throttle = &state.auth.throttle;
     let key = format!("#{}", teacher.user_id);
     let ip = state.auth.client_ip(&req);
-    throttle.check_login(&key, ip).await?;
     accounts::validate_password(&body.new_password)
         .map_err(|Invalid(m)| AppError::bad_request("invalid_password", m))?;
+    throttle.check_login(&key, ip).await?;
     let current = state.store.password_hash(teacher.user_id).await?;
     let ok = body.current_password.len() <= PASSWORD_MAX_BYTES
         && password::verify(body.current_password, current).await?;
     if !ok {
-        throttle.login_failed(&key, ip).await;
         return Err(AppError::refused(
             "wrong_password",
             "Le mot de passe actuel est incorrect.",
         ));
     }
-    throttle.login_succeeded(&key).await;
+    throttle.login_succeeded(&key, ip).await;
     let hash = password::hash(body.new_password).await?;
     if !state
         .store

@@ -395,6 +395,49 @@ both_backends!(
 );
 
 both_backends!(
+    on_a_shared_computer_the_next_student_gets_their_own_account,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let teacher = app.signup_teacher().await;
+        let class = app.create_classroom(&teacher).await;
+        // Alice joins and leaves the browser signed in; Bob joins from the same browser.
+        let mut browser = app.join(&class.join_code, "Alice").await;
+        let alice_id = browser.id;
+        let bob = browser
+            .post_json(
+                "/api/v1/auth/join",
+                &json!({ "join_code": class.join_code, "pseudonym": "Bob" }),
+                201,
+            )
+            .await;
+        assert_ne!(bob["user"]["id"], alice_id, "Bob landed in Alice's account");
+        assert!(bob["recovery_code"].is_string(), "{bob}");
+        browser.id = bob["user"]["id"].as_i64().unwrap();
+        let me = browser.get_json("/api/v1/me", 200).await;
+        assert_eq!(me["id"], browser.id, "{me}");
+        assert_eq!(me["display_name"], "Bob", "{me}");
+        let classes = browser.get_json("/api/v1/me/classes", 200).await;
+        assert_eq!(classes.as_array().unwrap().len(), 1);
+        assert_eq!(classes[0]["pseudonym"], "Bob");
+        // Alice's account is untouched and still recoverable; both are in the roster.
+        let roster = teacher
+            .get_json(&format!("/api/v1/classrooms/{}/students", class.id), 200)
+            .await;
+        assert_eq!(roster.as_array().unwrap().len(), 2, "{roster}");
+        // Asking to join as the current user without a session: 401.
+        let (status, _) = app
+            .anonymous()
+            .request(
+                Method::POST,
+                "/api/v1/auth/join",
+                Some(&json!({ "join_code": class.join_code, "pseudonym": "Carl", "as_current_user": true })),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+);
+
+both_backends!(
     a_signed_in_student_joins_more_classes_with_one_account,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
@@ -407,7 +450,7 @@ both_backends!(
         let body = student
             .post_json(
                 "/api/v1/auth/join",
-                &json!({ "join_code": nsi.join_code, "pseudonym": "Samuel" }),
+                &json!({ "join_code": nsi.join_code, "pseudonym": "Samuel", "as_current_user": true }),
                 201,
             )
             .await;
@@ -429,7 +472,7 @@ both_backends!(
         let again = student
             .post_json(
                 "/api/v1/auth/join",
-                &json!({ "join_code": nsi.join_code, "pseudonym": "Other" }),
+                &json!({ "join_code": nsi.join_code, "pseudonym": "Other", "as_current_user": true }),
                 409,
             )
             .await;
@@ -841,6 +884,26 @@ both_backends!(
         assert_eq!(body["retry_after"], retry_after);
         // Even the right password waits: that is what stops guessing.
         assert_eq!(attempt(TEST_PASSWORD).await.unwrap().status(), 429);
+        // Guesses sent all at once are counted before their passwords are checked: no more
+        // than the limit get through.
+        let parallel = app.signup_teacher().await;
+        let parallel_login = parallel.login.clone().unwrap();
+        let statuses = futures_util::future::join_all((0..25).map(|_| {
+            anon.builder(Method::POST, "/api/v1/auth/login")
+                .json(&json!({ "login": parallel_login, "password": "wrong password" }))
+                .send()
+        }))
+        .await;
+        let mut wrong = 0;
+        let mut throttled = 0;
+        for r in statuses {
+            match r.unwrap().status().as_u16() {
+                401 => wrong += 1,
+                429 => throttled += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        assert_eq!((wrong, throttled), (10, 15));
         // Other logins are not affected.
         let other = app.signup_teacher().await;
         app.login(other.login.as_deref().unwrap(), TEST_PASSWORD)
