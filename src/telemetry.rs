@@ -25,3 +25,38 @@ pub fn init(settings: &LogSettings) {
     // Already installed (a second app in the same test process): keep the first one.
     let _ = result;
 }
+
+/// The span of one request: method, route template (ids stay out of it), request id and status.
+/// Unlike tracing-actix-web's default, it records neither the client's address nor its user
+/// agent — personal data of minors that has no place in logs — nor the text of client errors,
+/// which can echo what was typed. Server errors are logged where they happen (`AppError`).
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        use actix_web::HttpMessage;
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route = request.match_pattern().as_deref().unwrap_or("unmatched"),
+            request_id = %request_id,
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("status", status.as_u16());
+    }
+}
