@@ -243,6 +243,9 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                // `NSI__SERVER__ALLOWED_ORIGINS=https://a.fr,https://b.fr` is a list.
+                .list_separator(",")
+                .with_list_parse_key("server.allowed_origins")
                 .source(Some(ours)),
         );
         // Platform variables (Railway, Heroku, Docker conventions) win over everything else.
@@ -468,6 +471,22 @@ mod tests {
             format!("{err:#}").contains("auth.login_window_secs"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn allowed_origins_come_from_one_comma_separated_variable() {
+        let s = Settings::load_from(&env(&[(
+            "NSI__SERVER__ALLOWED_ORIGINS",
+            "https://nsi.example.fr,https://lycee.example.fr",
+        )]))
+        .unwrap();
+        assert_eq!(
+            s.server.allowed_origins,
+            ["https://nsi.example.fr", "https://lycee.example.fr"]
+        );
+        // Other values are still parsed as scalars.
+        let s = Settings::load_from(&env(&[("NSI__SERVER__PORT", "9000")])).unwrap();
+        assert_eq!(s.server.port, 9000);
     }
 
     #[test]

@@ -324,6 +324,12 @@ impl ExerciseFile {
                                 .into(),
                         );
                     }
+                    let distinct: std::collections::HashSet<&String> = lines.iter().collect();
+                    if distinct.len() < lines.len() {
+                        return Err("a parsons `solution` must not have two identical lines: \
+                                    the student could not tell them apart"
+                            .into());
+                    }
                 }
                 forbid(kind, "schema", self.schema.as_ref())?;
                 forbid(kind, "data", self.data.as_ref())?;
@@ -772,6 +778,17 @@ code = "assert somme([]) == 0"
         let mut e = python_exercise();
         e.kind = ExerciseKind::Mcq;
         assert!(e.validate().is_err());
+    }
+
+    #[test]
+    fn a_parsons_solution_needs_distinct_lines() {
+        let mut e = python_exercise();
+        e.kind = ExerciseKind::Parsons;
+        e.starter_code = None;
+        e.solution = Some("def f(n):\n    n = n + 1\n    return n\n".into());
+        e.validate().unwrap();
+        e.solution = Some("def f(n):\n    n = n + 1\n    n = n + 1\n    return n\n".into());
+        assert!(e.validate().unwrap_err().contains("identical"));
     }
 
     #[test]

@@ -299,6 +299,31 @@ mod tests {
     }
 
     #[test]
+    fn master_and_legend_arrive_exactly_at_their_thresholds() {
+        let mut s = fresh();
+        // A first pass gives 10 + 50 (FIRST_EXERCISE): from 1940 that is exactly 2000.
+        s.xp = 1940;
+        s.badges.extend([
+            Badge::Beginner,
+            Badge::Explorer,
+            Badge::Scholar,
+            Badge::Expert,
+        ]);
+        let o = submit(&mut s, attempt(1, true, 50, T0));
+        assert_eq!(o.xp_after, 2000);
+        assert_eq!(o.new_badges, vec![Badge::Master]);
+        // One short of LEGEND: nothing; the next reward crosses 5000.
+        s.xp = 4999;
+        let o = submit(&mut s, attempt(2, false, 0, T0));
+        assert!(o.new_badges.is_empty());
+        let o = submit(&mut s, attempt(2, true, 50, T0));
+        assert_eq!(o.xp_after, 5009);
+        assert_eq!(o.new_badges, vec![Badge::Legend]);
+        let o = submit(&mut s, attempt(3, true, 50, T0));
+        assert!(o.new_badges.is_empty(), "LEGEND twice: {:?}", o.new_badges);
+    }
+
+    #[test]
     fn streak_counts_consecutive_paris_days_and_resets_after_a_gap() {
         let mut s = fresh();
         submit(&mut s, attempt(1, true, 50, T0));

@@ -71,12 +71,40 @@ both_backends!(
     exercises_carry_what_the_browser_needs_and_no_solution,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
+        // The files themselves: no reference solution or hint text may appear in an answer,
+        // whatever key it would hide under.
+        let specs = nsi_live::content::load_dir(&crate::helpers::content_dir()).unwrap();
+        let files: std::collections::HashMap<String, nsi_live::domain::catalogue::ExerciseFile> =
+            specs
+                .into_iter()
+                .flat_map(|c| c.chapters)
+                .flat_map(|ch| ch.exercises)
+                .map(|e| (e.slug, e.file))
+                .collect();
         let mut seen_types = std::collections::HashSet::new();
         for id in all_exercise_ids(&app).await {
             let e: Value = app.get_json(&format!("/api/v1/exercises/{id}"), 200).await;
             assert_eq!(e["id"], id);
             assert!(e["statement"].as_str().is_some_and(|s| !s.is_empty()));
+            let file = &files[e["slug"].as_str().unwrap()];
             let text = e.to_string();
+            let served = collect_strings(&e);
+            if file.kind != nsi_live::domain::catalogue::ExerciseKind::Parsons {
+                // (A Parsons exercise shows its solution's lines, shuffled: that is the game.)
+                let solution = file.solution.as_deref().unwrap_or_default().trim();
+                assert!(
+                    solution.is_empty() || !served.contains(solution),
+                    "the reference solution of {} is served",
+                    e["slug"]
+                );
+            }
+            for hint in &file.hints {
+                assert!(
+                    !served.contains(hint.text.trim()),
+                    "a hint text of {} is served before its reveal",
+                    e["slug"]
+                );
+            }
             assert!(!text.contains("\"solution\""), "solution leaked: {text}");
             assert!(!text.contains("\"correct\""), "MCQ answer leaked: {text}");
             assert!(
@@ -128,3 +156,13 @@ both_backends!(unknown_slugs_and_ids_are_404, |backend| async move {
         assert_error(&body, "not_found");
     }
 });
+
+/// Every string of a JSON value, one per line (to search served text for file contents).
+fn collect_strings(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s}\n"),
+        Value::Array(items) => items.iter().map(collect_strings).collect(),
+        Value::Object(map) => map.values().map(collect_strings).collect(),
+        _ => String::new(),
+    }
+}

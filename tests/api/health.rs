@@ -20,8 +20,7 @@ async fn readyz_reports_a_lost_database() {
     let app = TestApp::spawn(crate::helpers::Backend::Postgres).await;
     app.get_json("/readyz", 200).await;
     // Kill the app's database under it: readiness must say so, liveness must not.
-    let admin_url = crate::helpers::test_database_url();
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+    let mut admin = crate::helpers::admin_connect(&crate::helpers::test_database_url())
         .await
         .unwrap();
     let name = app

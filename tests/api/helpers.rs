@@ -73,7 +73,7 @@ impl TestDb {
             },
             Backend::Postgres => {
                 let admin_url = test_database_url();
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                let mut admin = admin_connect(&admin_url).await.unwrap_or_else(|e| {
                     panic!(
                         "PostgreSQL is required for this test and is not reachable at \
                          TEST_DATABASE_URL={admin_url}: {e}. Start it (e.g. `pg_ctlcluster 15 main start`) \
@@ -107,6 +107,17 @@ impl TestDb {
             (None, None) => unreachable!(),
         }
         s
+    }
+}
+
+/// A connection for creating and dropping test databases: to `url`'s database, or, when that one
+/// does not exist (a fresh server has no `test` database), to the server's `postgres` database.
+pub async fn admin_connect(url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+    match sqlx::PgConnection::connect(url).await {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            sqlx::PgConnection::connect(&replace_db_name(url, "postgres")).await
+        }
+        other => other,
     }
 }
 
@@ -199,7 +210,7 @@ impl Drop for TestDb {
                     .build()
                     .expect("runtime");
                 rt.block_on(async move {
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    if let Ok(mut admin) = admin_connect(&admin_url).await {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                         )))
