@@ -32,6 +32,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        if settings.redis.is_configured() {
+            // Accepted now so that deployments can set it ahead of the multi-instance bus.
+            tracing::warn!(
+                "REDIS_URL is set but not used yet: this version runs one instance with an \
+                 in-process event bus and in-process throttles"
+            );
+        }
         let specs = content::load_dir(&settings.content.dir)?;
         let store = Store::connect(&settings.database).await?;
         let catalogue = Arc::new(load_catalogue(&store, &specs, &settings).await?);
@@ -94,8 +101,14 @@ impl Application {
         });
         let served = self.server.await;
         signals.abort();
-        self.actors.shutdown().await;
-        self.state.store.close().await;
+        let grace = Duration::from_secs(self.state.settings.server.shutdown_timeout_secs);
+        self.actors.shutdown(grace).await;
+        if tokio::time::timeout(grace, self.state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database pool did not close in time");
+        }
         served?;
         tracing::info!("stopped");
         Ok(())
@@ -152,7 +165,7 @@ fn build_server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Re
                     .add(("X-Content-Type-Options", "nosniff"))
                     .add(("Referrer-Policy", "same-origin")),
             )
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .configure(http::configure(max_body))

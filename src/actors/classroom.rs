@@ -355,6 +355,10 @@ impl ClassroomActor {
             return;
         };
         self.subscribers.retain(|_, s| {
+            if s.tx.is_closed() {
+                // Its socket ended (and its `Unsubscribe` may have been lost).
+                return false;
+            }
             if s.lagging.load(Ordering::Acquire) {
                 return true;
             }
@@ -471,8 +475,16 @@ impl ClassroomActor {
         }
     }
 
-    fn reload(&mut self, ctx: &mut Context<Self>) {
+    /// Reloads roster and progress from the database. `lost_events`: events could not be
+    /// delivered to this actor (its mailbox was full), so its stream has a gap: once reloaded it
+    /// starts a new one (see `restart_stream`).
+    fn reload(&mut self, ctx: &mut Context<Self>, lost_events: bool) {
         if self.reloading {
+            if lost_events {
+                // The reload in flight may have read the database before the lost events'
+                // commits: do another one after it.
+                self.dirty.store(true, Ordering::Release);
+            }
             return;
         }
         self.reloading = true;
@@ -481,7 +493,7 @@ impl ClassroomActor {
         ctx.spawn(
             async move { ClassroomData::load(&store, id).await }
                 .into_actor(self)
-                .map(|result, act, ctx| {
+                .map(move |result, act, ctx| {
                     act.reloading = false;
                     if !matches!(result, Ok(Some(_))) {
                         act.during_reload.clear();
@@ -491,6 +503,9 @@ impl ClassroomActor {
                             let (joined, left) = act.replace_data(data);
                             for event in std::mem::take(&mut act.during_reload) {
                                 act.fold(&event);
+                            }
+                            if lost_events {
+                                act.restart_stream();
                             }
                             act.announce_roster_changes(joined, left);
                         }
@@ -507,6 +522,18 @@ impl ClassroomActor {
                     }
                 }),
         );
+    }
+
+    /// A stream with a gap must not be resumed across it: a new epoch turns every resume from
+    /// the old one into a snapshot, and each live dashboard is flagged lagging and woken with an
+    /// empty frame (never sent on), so that it asks for a fresh snapshot.
+    fn restart_stream(&mut self) {
+        self.epoch = (crate::domain::time::now_ms() as u64).max(self.epoch + 1);
+        self.ring.clear();
+        for s in self.subscribers.values() {
+            s.lagging.store(true, Ordering::Release);
+            let _ = s.tx.try_send(Arc::from(""));
+        }
     }
 
     /// Roster changes found by a reload go through the bus like any event: the dashboards here
@@ -628,11 +655,11 @@ impl Actor for ClassroomActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Events that arrived while this actor was loading were not delivered: catch up.
         if self.dirty.swap(false, Ordering::AcqRel) {
-            self.reload(ctx);
+            self.reload(ctx, true);
         }
         ctx.run_interval(DIRTY_CHECK, |act, ctx| {
             if act.dirty.swap(false, Ordering::AcqRel) {
-                act.reload(ctx);
+                act.reload(ctx, true);
             }
         });
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
@@ -730,7 +757,7 @@ impl Handler<Reload> for ClassroomActor {
     type Result = ();
 
     fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
-        self.reload(ctx);
+        self.reload(ctx, false);
     }
 }
 

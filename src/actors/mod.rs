@@ -46,8 +46,12 @@ impl ActorSystem {
 
     /// Commits every queued row, then stops the actors. Called after the HTTP server stopped:
     /// nothing new arrives, and each acknowledged attempt is already in the database.
-    pub async fn shutdown(self) {
-        self.writer.shutdown().await;
-        self.registry.shutdown();
+    pub async fn shutdown(self, limit: std::time::Duration) {
+        self.writer.shutdown(limit).await;
+        // Joining the actor threads blocks: not on this runtime's worker.
+        let registry = self.registry;
+        if let Err(e) = tokio::task::spawn_blocking(move || registry.shutdown()).await {
+            tracing::error!(error = %e, "stopping the actor threads failed");
+        }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 
 use super::classroom::{Apply, ClassroomActor, ClassroomActorConfig, ClassroomData, Reload};
 use super::runtime::ActorRuntime;
-use super::student::{SetClassrooms, StudentActor, StudentActorConfig};
+use super::student::{ReloadClassrooms, StudentActor, StudentActorConfig};
 use super::writer::WriterHandle;
 use crate::bus::{ClassEvent, EventBus, EventSink, Presence};
 use crate::config::{ActorSettings, SubmissionSettings, WsSettings};
@@ -113,6 +113,13 @@ impl Registry {
             .get_or_try_init(|| async {
                 let progress = self.store.load_student_progress(id).await?;
                 let classrooms = self.store.student_classroom_ids(id).await?;
+                let recent = self
+                    .store
+                    .attempt_times_since(
+                        id,
+                        crate::domain::time::now_ms() - super::student::HOUR_MS,
+                    )
+                    .await?;
                 let config = StudentActorConfig {
                     writer: self.writer.clone(),
                     registry: self.me.clone(),
@@ -122,7 +129,7 @@ impl Registry {
                     stuck_after: Duration::from_secs(self.ws.stuck_after_secs),
                 };
                 let capacity = self.actors.mailbox_capacity;
-                let actor = StudentActor::new(progress, classrooms, config);
+                let actor = StudentActor::new(progress, classrooms, recent, config);
                 Ok::<_, anyhow::Error>(StudentActor::start_in_arbiter(
                     &self.arbiter(("student", id)),
                     move |ctx| {
@@ -183,7 +190,9 @@ impl Registry {
         <StudentActor as Actor>::Context: ToEnvelope<StudentActor, M>,
     {
         for _ in 0..2 {
-            let addr = self.student(id).await?;
+            let addr = tokio::time::timeout(self.request_timeout(), self.student(id))
+                .await
+                .map_err(|_| busy())??;
             match tokio::time::timeout(self.request_timeout(), addr.send(msg.clone())).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(MailboxError::Closed)) => self.forget_student(id, &addr),
@@ -202,7 +211,8 @@ impl Registry {
         <ClassroomActor as Actor>::Context: ToEnvelope<ClassroomActor, M>,
     {
         for _ in 0..2 {
-            let Some(addr) = self.classroom(id).await? else {
+            let loading = tokio::time::timeout(self.request_timeout(), self.classroom(id));
+            let Some(addr) = loading.await.map_err(|_| busy())?? else {
                 return Err(AppError::NotFound("Classe introuvable."));
             };
             match tokio::time::timeout(self.request_timeout(), addr.send(msg.clone())).await {
@@ -257,19 +267,23 @@ impl Registry {
     /// to the new set of classes, and the classes' actors, if running, reload their roster.
     pub async fn membership_changed(&self, student: UserId, classroom: ClassroomId) {
         if let Some(addr) = self.students.get(&student).and_then(|c| c.get().cloned()) {
-            match self.store.student_classroom_ids(student).await {
-                Ok(ids) => {
-                    let _ = addr.try_send(SetClassrooms(ids));
-                }
+            // If the database fails here, the actor reloads its classes itself (retrying):
+            // replacing it instead could leave two actors of one student alive. `do_send`
+            // ignores the mailbox bound for this rare message, so a busy actor does not miss it.
+            let ids = match self.store.student_classroom_ids(student).await {
+                Ok(ids) => Some(ids),
                 Err(e) => {
                     tracing::warn!(
                         error = format!("{e:#}"),
-                        "reloading a student's classes failed"
+                        "loading a student's classes failed"
                     );
-                    // Let it restart with fresh memberships on its next request.
-                    self.forget_student(student, &addr);
+                    None
                 }
-            }
+            };
+            addr.do_send(ReloadClassrooms {
+                ids,
+                tries_left: 10,
+            });
         }
         self.classroom_changed(classroom);
     }

@@ -32,7 +32,7 @@ use crate::store::progress::{AttemptRow, HintRow, ItemResult, StatsRow, WriteIte
 
 /// Answers kept per student for resends that arrive after the answer (the database keeps them all).
 const RECENT_ANSWERS: usize = 256;
-const HOUR_MS: i64 = 3_600_000;
+pub const HOUR_MS: i64 = 3_600_000;
 
 /// A validated submission.
 #[derive(Debug, Clone)]
@@ -106,10 +106,14 @@ pub struct RevealHint {
 #[rtype(result = "StudentProgress")]
 pub struct GetProgress;
 
-/// The classes the student's events go to (after a join or a leave).
+/// The student joined or left a class: the classes their events go to, or `None` to load them
+/// (retrying a second apart while the database fails, `tries_left` more times).
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct SetClassrooms(pub Vec<ClassroomId>);
+pub struct ReloadClassrooms {
+    pub ids: Option<Vec<ClassroomId>>,
+    pub tries_left: u32,
+}
 
 /// What the actor pushes to the student's sockets (each socket turns it into protocol messages).
 #[derive(Debug, Clone)]
@@ -196,9 +200,12 @@ pub struct StudentActorConfig {
 }
 
 impl StudentActor {
+    /// `recent_submissions`: when the student's stored attempts of the last hour were made, oldest
+    /// first, so that the rate limit survives the actor stopping when idle, and restarts.
     pub fn new(
         progress: StudentProgress,
         classrooms: Vec<ClassroomId>,
+        recent_submissions: Vec<i64>,
         config: StudentActorConfig,
     ) -> Self {
         StudentActor {
@@ -209,7 +216,7 @@ impl StudentActor {
             registry: config.registry,
             rate_limit_per_hour: config.rate_limit_per_hour,
             idle_timeout: config.idle_timeout,
-            recent_submissions: VecDeque::new(),
+            recent_submissions: recent_submissions.into(),
             queue: VecDeque::new(),
             busy: false,
             waiting: HashMap::new(),
@@ -333,6 +340,16 @@ impl StudentActor {
         });
     }
 
+    /// Sockets that ended without their `DetachSocket` reaching the actor (mailbox full, or
+    /// timed out) go here, so the student does not stay "online" and the actor can passivate.
+    fn forget_closed_sockets(&mut self) {
+        let before = self.sockets.len();
+        self.sockets.retain(|_, sink| !sink.tx.is_closed());
+        if before > 0 && self.sockets.is_empty() {
+            self.set_presence(Presence::default());
+        }
+    }
+
     fn has_unflushed_work(&self) -> bool {
         self.busy || !self.queue.is_empty() || !self.waiting.is_empty()
     }
@@ -351,6 +368,14 @@ impl StudentActor {
     fn answer_waiters(&mut self, attempt_id: &str, result: Result<SubmitAnswer, ActorError>) {
         for tx in self.waiting.remove(attempt_id).unwrap_or_default() {
             let _ = tx.send(result.clone());
+        }
+    }
+
+    /// Gives back the rate-limit slot of a submission the database did not store (writer full,
+    /// refused, shutting down): the student will resend it, and must not be charged twice.
+    fn release_rate_slot(&mut self, at_ms: i64) {
+        if let Some(i) = self.recent_submissions.iter().rposition(|t| *t == at_ms) {
+            self.recent_submissions.remove(i);
         }
     }
 
@@ -450,6 +475,7 @@ impl StudentActor {
         let rx = match self.writer.submit(WriteItem::Attempt(row)) {
             Ok(rx) => rx,
             Err(e) => {
+                self.release_rate_slot(at_ms);
                 self.answer_waiters(&answer.attempt_id, Err(write_error(e)));
                 return;
             }
@@ -460,6 +486,9 @@ impl StudentActor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.busy = false;
+                    if result.is_err() {
+                        act.release_rate_slot(at_ms);
+                    }
                     act.finish_attempt(result, outcome, answer, origin, ctx);
                     act.process_next(ctx);
                 }),
@@ -652,7 +681,10 @@ impl Actor for StudentActor {
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
         let stuck_every =
             (self.stuck_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        ctx.run_interval(stuck_every, |act, _ctx| act.check_stuck_by_time());
+        ctx.run_interval(stuck_every, |act, _ctx| {
+            act.forget_closed_sockets();
+            act.check_stuck_by_time();
+        });
         ctx.run_interval(check_every, |act, ctx| {
             // An open socket keeps the actor: it holds the socket's queue and the presence.
             if act.last_active.elapsed() >= act.idle_timeout
@@ -730,11 +762,40 @@ impl Handler<GetProgress> for StudentActor {
     }
 }
 
-impl Handler<SetClassrooms> for StudentActor {
+impl Handler<ReloadClassrooms> for StudentActor {
     type Result = ();
 
-    fn handle(&mut self, msg: SetClassrooms, _ctx: &mut Self::Context) {
-        self.classrooms = msg.0;
+    fn handle(&mut self, msg: ReloadClassrooms, ctx: &mut Self::Context) {
+        if let Some(ids) = msg.ids {
+            self.classrooms = ids;
+            return;
+        }
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let store = registry.store().clone();
+        let id = self.id;
+        ctx.spawn(
+            async move { store.student_classroom_ids(id).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(ids) => act.classrooms = ids,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            tries_left = msg.tries_left,
+                            "reloading a student's classes failed"
+                        );
+                        if msg.tries_left > 0 {
+                            let again = ReloadClassrooms {
+                                ids: None,
+                                tries_left: msg.tries_left - 1,
+                            };
+                            ctx.notify_later(again, Duration::from_secs(1));
+                        }
+                    }
+                }),
+        );
     }
 }
 

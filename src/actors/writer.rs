@@ -197,14 +197,33 @@ impl AttemptWriter {
         DrainSwitch(self.phase.clone())
     }
 
-    /// Stops accepting items, commits everything already queued, and returns when done.
-    pub async fn shutdown(self) {
+    /// Stops accepting items, commits everything already queued, and returns when done — or
+    /// after `limit`, when the database hangs: the items left are then answered "not stored"
+    /// (their senders are dropped), never acknowledged.
+    pub async fn shutdown(self, limit: Duration) {
         let _ = self.phase.send(Phase::Closing);
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "attempt writer task failed");
+        let mut task = self.task;
+        match tokio::time::timeout(limit, &mut task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "attempt writer task failed"),
+            Err(_) => {
+                tracing::error!(
+                    limit_secs = limit.as_secs(),
+                    "attempt writer did not drain in time; its remaining items are not stored"
+                );
+                task.abort();
+            }
         }
     }
 }
+
+/// The longest one batch's transaction may take before it counts as a lost connection (and is
+/// retried: its attempts are idempotent, so a commit that did happen is found as duplicates).
+const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the batch's transaction took longer than {BATCH_TIMEOUT:?}")]
+struct BatchTimedOut;
 
 struct Worker {
     store: Store,
@@ -269,15 +288,24 @@ impl Worker {
         tracing::info!("attempt writer stopped: every queued item was committed or answered");
     }
 
-    #[tracing::instrument(skip_all, fields(items = jobs.len()))]
     async fn flush(&self, jobs: Vec<Job>) {
         let retry_deadline = Instant::now() + Duration::from_millis(self.settings.retry_window_ms);
+        self.flush_until(jobs, retry_deadline).await
+    }
+
+    /// Commits `jobs`, retrying connection failures until `retry_deadline` (shared by the items
+    /// of a refused batch retried one by one, so one bad batch cannot stall the writer for long).
+    #[tracing::instrument(skip_all, fields(items = jobs.len()))]
+    async fn flush_until(&self, jobs: Vec<Job>, retry_deadline: Instant) {
         let mut backoff = Duration::from_millis(25);
         let (items, replies): (Vec<WriteItem>, Vec<Reply>) =
             jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
         loop {
             let started = Instant::now();
-            match self.store.write_batch(&items).await {
+            let written = tokio::time::timeout(BATCH_TIMEOUT, self.store.write_batch(&items))
+                .await
+                .unwrap_or_else(|_| Err(BatchTimedOut.into()));
+            match written {
                 Ok((results, report)) => {
                     self.metrics
                         .record_commit(items.len(), report.rows, started.elapsed());
@@ -308,7 +336,8 @@ impl Worker {
                             "batch refused by the database; retrying its items one by one"
                         );
                         for (item, reply) in items.into_iter().zip(replies) {
-                            Box::pin(self.flush(vec![Job { item, reply }])).await;
+                            Box::pin(self.flush_until(vec![Job { item, reply }], retry_deadline))
+                                .await;
                         }
                         return;
                     }
@@ -330,17 +359,18 @@ impl Worker {
 /// Connection-level failures are worth retrying; a statement the database refused is not.
 fn is_transient(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<sqlx::Error>(),
-            Some(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-                    | sqlx::Error::WorkerCrashed
+        cause.is::<BatchTimedOut>()
+            || matches!(
+                cause.downcast_ref::<sqlx::Error>(),
+                Some(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::WorkerCrashed
+                )
             )
-        )
     })
 }
 
@@ -365,5 +395,6 @@ mod tests {
             sqlx::Error::RowNotFound
         )));
         assert!(!is_transient(&anyhow::anyhow!("other")));
+        assert!(is_transient(&anyhow::Error::from(BatchTimedOut)));
     }
 }

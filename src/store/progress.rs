@@ -188,6 +188,26 @@ macro_rules! write_awards {
 }
 
 impl Store {
+    /// When the student's attempts since `since_ms` were made, oldest first (the submission rate
+    /// limit's window, rebuilt when the student's actor starts).
+    pub async fn attempt_times_since(
+        &self,
+        student: UserId,
+        since_ms: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT created_at FROM attempts
+                 WHERE student_id = $1 AND created_at > $2
+                 ORDER BY created_at",
+            )
+            .bind(student.0)
+            .bind(since_ms)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// Everything the rules need about one student: five small indexed reads.
     #[tracing::instrument(skip(self))]
     pub async fn load_student_progress(&self, student: UserId) -> anyhow::Result<StudentProgress> {
@@ -333,64 +353,101 @@ impl Store {
             .collect();
         let mut report = BatchReport::default();
 
-        let (inserted, duplicates) = match &self.pool {
+        let (duplicates, written) = match &self.pool {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let inserted = pg::insert_attempts(&mut tx, &attempts).await?;
+                let written = first_of_each_inserted(items, &inserted);
                 let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
-                let effective = effective_items(items, &inserted);
+                let effective = effective_items(items, &written);
                 report.rows += inserted.len() as u64;
                 report.rows += pg::upsert_progress(&mut tx, &effective).await?;
                 report.rows += pg::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (inserted, duplicates)
+                (duplicates, written)
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 let inserted = sqlite::insert_attempts(&mut tx, &attempts).await?;
+                let written = first_of_each_inserted(items, &inserted);
                 let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
-                let effective = effective_items(items, &inserted);
+                let effective = effective_items(items, &written);
                 report.rows += inserted.len() as u64;
                 report.rows += sqlite::upsert_progress(&mut tx, &effective).await?;
                 report.rows += sqlite::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (inserted, duplicates)
+                (duplicates, written)
             }
         };
 
         let results = items
             .iter()
-            .map(|item| match item {
-                WriteItem::Attempt(a) if !inserted.contains(&a.attempt_id) => {
-                    match duplicates.get(&a.attempt_id) {
-                        Some((student_id, outcome)) => ItemResult::Duplicate {
-                            student_id: *student_id,
-                            outcome: outcome.clone(),
+            .enumerate()
+            .map(|(index, item)| match item {
+                WriteItem::Attempt(_) if written.contains(&index) => ItemResult::Written,
+                WriteItem::Attempt(a) => match duplicates.get(&a.attempt_id) {
+                    Some((student_id, outcome)) => ItemResult::Duplicate {
+                        student_id: *student_id,
+                        outcome: outcome.clone(),
+                    },
+                    // The same id twice in this very batch: the first copy was written, this
+                    // one is its duplicate (another student's, or a resend).
+                    None => match first_attempt_with_id(items, &a.attempt_id) {
+                        Some(first) => ItemResult::Duplicate {
+                            student_id: first.student_id,
+                            outcome: first.outcome.clone(),
                         },
-                        // Neither inserted nor found: the same id twice in this very batch.
                         None => ItemResult::Duplicate {
                             student_id: a.student_id,
                             outcome: String::new(),
                         },
-                    }
-                }
-                _ => ItemResult::Written,
+                    },
+                },
+                WriteItem::Hint(_) => ItemResult::Written,
             })
             .collect();
         Ok((results, report))
     }
 }
 
-/// The items whose effects are written: hints, and attempts that were really inserted.
-fn effective_items<'a>(items: &'a [WriteItem], inserted: &HashSet<String>) -> Vec<&'a WriteItem> {
+/// The indices of the attempt items really inserted: for each inserted id, the first item that
+/// carries it. A later item with the same id in the same batch (another student reusing a UUID)
+/// is a duplicate, so its progress and XP are not written without its attempt row.
+fn first_of_each_inserted(items: &[WriteItem], inserted: &HashSet<String>) -> HashSet<usize> {
+    let mut seen: HashSet<&str> = HashSet::new();
     items
         .iter()
-        .filter(|i| match i {
-            WriteItem::Attempt(a) => inserted.contains(&a.attempt_id),
+        .enumerate()
+        .filter_map(|(index, item)| match item {
+            WriteItem::Attempt(a)
+                if inserted.contains(&a.attempt_id) && seen.insert(a.attempt_id.as_str()) =>
+            {
+                Some(index)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn first_attempt_with_id<'a>(items: &'a [WriteItem], attempt_id: &str) -> Option<&'a AttemptRow> {
+    items.iter().find_map(|item| match item {
+        WriteItem::Attempt(a) if a.attempt_id == attempt_id => Some(a),
+        _ => None,
+    })
+}
+
+/// The items whose effects are written: hints, and the attempts really inserted.
+fn effective_items<'a>(items: &'a [WriteItem], written: &HashSet<usize>) -> Vec<&'a WriteItem> {
+    items
+        .iter()
+        .enumerate()
+        .filter(|(index, item)| match item {
+            WriteItem::Attempt(_) => written.contains(index),
             WriteItem::Hint(_) => true,
         })
+        .map(|(_, item)| item)
         .collect()
 }
 

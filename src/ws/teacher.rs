@@ -189,6 +189,8 @@ impl Dashboard {
                     Some(_) if lagging.load(Ordering::Acquire) => {
                         self.resync(conn, queue).await.map_err(Some)
                     }
+                    // A wake-up from the class (see `ClassroomActor::restart_stream`), not a delta.
+                    Some(frame) if frame.is_empty() => Ok(()),
                     Some(frame) => conn.send_text(&frame).await.map_err(Some),
                     // The class's actor stopped (the server is stopping, or the class was deleted).
                     None => Err(Some(Close::GoingAway)),

@@ -307,6 +307,57 @@ both_backends!(
 );
 
 both_backends!(
+    two_students_sending_one_attempt_id_in_one_batch_store_it_once,
+    |backend| async move {
+        // A long batch window puts both submissions in the same batch: the database sees the
+        // same attempt id twice in one statement.
+        let db = TestDb::new(backend).await;
+        let mut settings = db.settings();
+        settings.writer.batch_max_wait_ms = 400;
+        let app = TestApp::spawn_with(db, settings).await;
+        let (_t, _c, students) = class_with_students(&app, 2).await;
+        let (ex, _) = exercises(&app).await[0];
+        let body = json!({ "attempt_id": new_attempt_id(), "passed": true, "score": 100 });
+        let (a, b) = tokio::join!(
+            submit(&students[0], ex, body.clone()),
+            submit(&students[1], ex, body.clone())
+        );
+        let mut statuses = [a.0, b.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+        let (winner, loser) = if a.0 == 200 {
+            (&students[0], &students[1])
+        } else {
+            (&students[1], &students[0])
+        };
+        assert_eq!(app.db.scalar("SELECT COUNT(*) FROM attempts").await, 1);
+        let owner = app.db.scalar("SELECT student_id FROM attempts").await;
+        assert_eq!(owner, winner.id);
+        // Nothing of the refused copy is stored: no progress, no XP, no achievement.
+        for table in ["progress", "student_achievements", "student_badges"] {
+            let n = app
+                .db
+                .scalar(&format!(
+                    "SELECT COUNT(*) FROM {table} WHERE student_id = {}",
+                    loser.id
+                ))
+                .await;
+            assert_eq!(n, 0, "{table} holds a row of the refused copy");
+        }
+        let xp = app
+            .db
+            .scalar(&format!(
+                "SELECT COALESCE(MAX(xp), 0) FROM student_stats WHERE student_id = {}",
+                loser.id
+            ))
+            .await;
+        assert_eq!(xp, 0);
+        let progress = loser.get_json("/api/v1/me/progress", 200).await;
+        assert_eq!(progress["xp"], 0, "{progress}");
+    }
+);
+
+both_backends!(
     the_hundred_and_first_submission_in_an_hour_is_refused,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
@@ -349,6 +400,20 @@ both_backends!(
                 .await,
             0
         );
+
+        // The window survives a restart (and an idle actor's stop): it is rebuilt from the
+        // stored attempts when the student's actor starts again.
+        let client = students[0].client.clone();
+        let student_id = students[0].id;
+        let db = app.stop().await;
+        let settings = db.settings();
+        let app = TestApp::spawn_with(db, settings).await;
+        let mut student = app.anonymous();
+        student.client = client;
+        student.id = student_id;
+        let (status, answer) = submit(&student, ex, json!({ "passed": true, "score": 100 })).await;
+        assert_eq!(status, 429, "{answer}");
+        assert_eq!(app.db.scalar("SELECT COUNT(*) FROM attempts").await, 100);
     }
 );
 
@@ -674,17 +739,20 @@ both_backends!(
             2000
         );
         // Each student's answers add up to the XP stored, and each achievement was announced once.
-        let mut per_student: HashMap<i64, (i64, Vec<String>)> = HashMap::new();
+        // Badges too: the database's keys would hide a second award, the answers would not.
+        let mut per_student: HashMap<i64, (i64, Vec<String>, Vec<String>)> = HashMap::new();
+        let codes = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect()
+        };
         for (id, _, _, answer) in &results {
             let e = per_student.entry(*id).or_default();
             e.0 += answer["xp_awarded"].as_i64().unwrap();
-            e.1.extend(
-                answer["new_achievements"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|a| a.as_str().unwrap().to_owned()),
-            );
+            e.1.extend(codes(&answer["new_achievements"]));
+            e.2.extend(codes(&answer["new_badges"]));
         }
         // The writer's counters saw exactly these attempts.
         let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -701,7 +769,25 @@ both_backends!(
             value("nsi_writer_batch_size_count "),
             value("nsi_writer_commits_total ")
         );
-        for (id, (awarded, mut achievements)) in per_student {
+        let mut expected_badges: Vec<&str> = [
+            (0, "BEGINNER"),
+            (100, "EXPLORER"),
+            (500, "SCHOLAR"),
+            (1000, "EXPERT"),
+            (2000, "MASTER"),
+            (5000, "LEGEND"),
+        ]
+        .iter()
+        .filter(|(t, _)| xp >= *t)
+        .map(|(_, b)| *b)
+        .collect();
+        expected_badges.sort();
+        for (id, (awarded, mut achievements, mut badges_announced)) in per_student {
+            badges_announced.sort();
+            assert_eq!(
+                badges_announced, expected_badges,
+                "student {id}: each badge announced once"
+            );
             assert_eq!(awarded, xp, "student {id}");
             achievements.sort();
             assert_eq!(
@@ -758,3 +844,143 @@ both_backends!(stopping_commits_every_pending_batch, |backend| async move {
     // All five were in flight when the stop came: all of them were answered after their commit.
     assert_eq!(acknowledged, 5, "{results:?}");
 });
+
+/// The value of one series in `/metrics`, e.g. `nsi_writer_queue_depth` or
+/// `nsi_actors_alive{kind="student"}`.
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} missing in /metrics:\n{text}"))
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+#[tokio::test]
+async fn a_full_writer_queue_answers_503_and_the_queued_attempts_still_commit() {
+    // PostgreSQL: another connection holds a lock the writer's INSERT waits for, so the writer is
+    // stuck on its first batch while the queue (2 items) fills.
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut settings = db.settings();
+    settings.writer.queue_capacity = 2;
+    settings.writer.batch_max_rows = 1;
+    let app = TestApp::spawn_with(db, settings).await;
+    let (_t, _c, students) = class_with_students(&app, 8).await;
+    let (ex, _) = exercises(&app).await[0];
+    let url = app.db.url.clone().unwrap();
+    let mut locker = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE attempts IN EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let spawn_submit = |s: &TestUser| {
+        let user = TestUser {
+            client: s.client.clone(),
+            address: s.address.clone(),
+            id: s.id,
+            role: s.role.clone(),
+            login: None,
+            password: None,
+            recovery_code: None,
+            token: s.token.clone(),
+        };
+        tokio::spawn(async move { submit(&user, ex, json!({ "passed": true, "score": 90 })).await })
+    };
+
+    // The first one reaches the database and waits for the lock.
+    let first = spawn_submit(&students[0]);
+    eventually("the writer waits for the lock", || async {
+        app.db
+            .scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .await
+            == 1
+    })
+    .await;
+    // Two more fill the queue.
+    let queued: Vec<_> = students[1..3].iter().map(spawn_submit).collect();
+    eventually("two items queued", || async {
+        metric(&app, "nsi_writer_queue_depth").await == 2.0
+    })
+    .await;
+    // The rest are refused at once, with a time to come back, and nothing of them is stored.
+    for s in &students[3..] {
+        let (status, answer) = submit(s, ex, json!({ "passed": true, "score": 90 })).await;
+        assert_eq!(status, 503, "{answer}");
+        assert_error(&answer, "unavailable");
+        assert!(answer["retry_after"].as_u64().unwrap() >= 1, "{answer}");
+    }
+    assert_eq!(
+        metric(&app, "nsi_writer_rejected_queue_full_total").await,
+        5.0
+    );
+
+    // The database comes back: the three accepted attempts commit and are acknowledged.
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    for task in std::iter::once(first).chain(queued) {
+        let (status, answer) = task.await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(app.db.scalar("SELECT COUNT(*) FROM attempts").await, 3);
+    // A refused student resends later and is stored, scored as a first pass.
+    let (status, answer) = submit(&students[3], ex, json!({ "passed": true, "score": 90 })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["new_achievements"], json!(["FIRST_EXERCISE"]));
+}
+
+#[tokio::test]
+async fn an_idle_student_actor_stops_and_its_state_comes_back() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = db.settings();
+    settings.actors.idle_timeout_secs = 1;
+    let app = TestApp::spawn_with(db, settings).await;
+    let (_t, _c, students) = class_with_students(&app, 1).await;
+    let all = exercises(&app).await;
+    let first = submit(
+        &students[0],
+        all[0].0,
+        json!({ "passed": true, "score": 100 }),
+    )
+    .await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert!(metric(&app, "nsi_actors_alive{kind=\"student\"}").await >= 1.0);
+    eventually("the idle student actor stops", || async {
+        metric(&app, "nsi_actors_alive{kind=\"student\"}").await == 0.0
+    })
+    .await;
+    // A new actor loads what the first committed: no second FIRST_EXERCISE, XP adds up.
+    let (status, second) = submit(
+        &students[0],
+        all[1].0,
+        json!({ "passed": true, "score": 80 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["new_achievements"], json!([]));
+    assert_eq!(
+        second["total_xp"].as_i64().unwrap(),
+        first.1["total_xp"].as_i64().unwrap() + all[1].1
+    );
+    let progress = students[0].get_json("/api/v1/me/progress", 200).await;
+    assert_eq!(progress["passed_count"], 2);
+}

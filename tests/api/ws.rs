@@ -371,6 +371,45 @@ both_backends!(
 );
 
 #[tokio::test]
+async fn a_student_in_two_classes_reaches_both_dashboards() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_t1, token1, snt) = new_class(&app).await;
+    let (_t2, token2, nsi) = new_class(&app).await;
+    let (student_user, _) = student(&app, &snt).await;
+    let ex = exercises(&app, 2).await;
+    // The student's actor runs (a read starts it) when the same account joins the second class:
+    // it must learn of it.
+    student_user.get_json("/api/v1/me/progress", 200).await;
+    student_user
+        .post_json(
+            "/api/v1/auth/join",
+            &json!({ "join_code": nsi.join_code, "pseudonym": "Même élève", "as_current_user": true }),
+            201,
+        )
+        .await;
+    let (mut dash1, _) = teacher_socket(&app, &snt, &token1).await;
+    let (mut dash2, snapshot2) = teacher_socket(&app, &nsi, &token2).await;
+    assert_eq!(snapshot2["students"][0]["student_id"], student_user.id);
+
+    // A first attempt, failed: BEGINNER. Then a pass: FIRST_EXERCISE. Both classes see both.
+    let failed = http_submit(&student_user, ex[0], false).await;
+    assert_eq!(failed["new_badges"], json!(["BEGINNER"]));
+    let passed = http_submit(&student_user, ex[1], true).await;
+    for dash in [&mut dash1, &mut dash2] {
+        let recorded = dash.delta("attempt_recorded").await;
+        assert_eq!(recorded["attempt_id"], failed["attempt_id"]);
+        assert_eq!(recorded["student_id"], student_user.id);
+        let badge = dash.delta("badge_awarded").await;
+        assert_eq!(badge["badge"], "BEGINNER");
+        assert_eq!(badge["student_id"], student_user.id);
+        let recorded = dash.delta("attempt_recorded").await;
+        assert_eq!(recorded["attempt_id"], passed["attempt_id"]);
+        let unlocked = dash.delta("achievement_unlocked").await;
+        assert_eq!(unlocked["achievement"], "FIRST_EXERCISE");
+    }
+}
+
+#[tokio::test]
 async fn a_second_tab_gets_the_attempts_of_the_first() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (_teacher, _, class) = new_class(&app).await;
@@ -397,7 +436,6 @@ async fn presence_connect_focus_and_disconnect_reach_the_teacher() {
     let ex = exercises(&app, 1).await[0];
     let (mut dash, _) = teacher_socket(&app, &class, &teacher_token).await;
 
-    let started = Instant::now();
     let mut ws = student_socket(&app, &student_token).await;
     let online = dash.delta("presence_changed").await;
     assert_eq!(online["student_id"], student_user.id);
@@ -433,9 +471,11 @@ async fn presence_connect_focus_and_disconnect_reach_the_teacher() {
     let offline = dash.delta("presence_changed").await;
     assert_eq!(offline["student_id"], student_user.id);
     assert_eq!(offline["online"], false);
-    // Connect, focus, tests, disconnect: each seen well within a second.
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(offline["offset"].as_u64() > running["offset"].as_u64());
+    // The second tab's coming and going changed nothing the teacher sees: no delta between.
+    assert_eq!(
+        offline["offset"].as_u64().unwrap(),
+        running["offset"].as_u64().unwrap() + 1
+    );
 }
 
 #[tokio::test]
@@ -807,6 +847,8 @@ async fn a_dashboard_that_never_reads_does_not_delay_another() {
     settings.ws.outgoing_queue = 64;
     settings.ws.messages_per_sec = 1_000_000;
     settings.ws.message_burst = 1_000_000;
+    // The stalled client answers no ping: keep it connected however long filling takes.
+    settings.ws.client_timeout_secs = 3600;
     let app = TestApp::spawn_with(db, settings).await;
     let (_teacher, teacher_token, class) = new_class(&app).await;
     let (_student, student_token) = student(&app, &class).await;
@@ -836,7 +878,6 @@ async fn a_dashboard_that_never_reads_does_not_delay_another() {
         .and_then(|s| s.split_whitespace().nth(2)?.parse::<usize>().ok())
         .unwrap_or(4 << 20);
     let target = wmem_max + (1 << 20);
-    let started = Instant::now();
     let (mut bytes, mut sent) = (0, 0);
     while bytes < target {
         for _ in 0..50 {
@@ -853,9 +894,10 @@ async fn a_dashboard_that_never_reads_does_not_delay_another() {
             assert_eq!(d["exercise_id"], exs[i % 2]);
             bytes += d.to_string().len();
         }
+        // Bounded: each change is over 100 bytes, so this is far past any buffer.
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{sent} changes"
+            sent < 1_000_000,
+            "{sent} changes and the target is not reached"
         );
     }
 
