@@ -273,6 +273,27 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Stops the app as SIGTERM does and starts a new one on the same database (test settings).
+    pub async fn restart(self) -> TestApp {
+        let db = self.stop().await;
+        let settings = db.settings();
+        TestApp::spawn_with(db, settings).await
+    }
+
+    /// The same browser (cookies, token) as `user`, talking to this app.
+    pub fn same_browser(&self, user: &TestUser) -> TestUser {
+        TestUser {
+            client: user.client.clone(),
+            address: self.address.clone(),
+            id: user.id,
+            role: user.role.clone(),
+            login: user.login.clone(),
+            password: user.password.clone(),
+            recovery_code: user.recovery_code.clone(),
+            token: user.token.clone(),
+        }
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

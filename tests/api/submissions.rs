@@ -289,14 +289,8 @@ both_backends!(
 
         // After a restart (the answer is no longer in memory) a resend still gets the same answer.
         let first = answers[0].1.clone();
-        let student_id = students[0].id;
-        let cookies_client = students[0].client.clone();
-        let db = app.stop().await;
-        let settings = db.settings();
-        let app = TestApp::spawn_with(db, settings).await;
-        let mut student = app.anonymous();
-        student.client = cookies_client;
-        student.id = student_id;
+        let app = app.restart().await;
+        let student = app.same_browser(&students[0]);
         let (status, answer) = submit(&student, ex, body.clone()).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer, first);
@@ -403,14 +397,8 @@ both_backends!(
 
         // The window survives a restart (and an idle actor's stop): it is rebuilt from the
         // stored attempts when the student's actor starts again.
-        let client = students[0].client.clone();
-        let student_id = students[0].id;
-        let db = app.stop().await;
-        let settings = db.settings();
-        let app = TestApp::spawn_with(db, settings).await;
-        let mut student = app.anonymous();
-        student.client = client;
-        student.id = student_id;
+        let app = app.restart().await;
+        let student = app.same_browser(&students[0]);
         let (status, answer) = submit(&student, ex, json!({ "passed": true, "score": 100 })).await;
         assert_eq!(status, 429, "{answer}");
         assert_eq!(app.db.scalar("SELECT COUNT(*) FROM attempts").await, 100);
@@ -889,16 +877,7 @@ async fn a_full_writer_queue_answers_503_and_the_queued_attempts_still_commit() 
         .await
         .unwrap();
     let spawn_submit = |s: &TestUser| {
-        let user = TestUser {
-            client: s.client.clone(),
-            address: s.address.clone(),
-            id: s.id,
-            role: s.role.clone(),
-            login: None,
-            password: None,
-            recovery_code: None,
-            token: s.token.clone(),
-        };
+        let user = app.same_browser(s);
         tokio::spawn(async move { submit(&user, ex, json!({ "passed": true, "score": 90 })).await })
     };
 
