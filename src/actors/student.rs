@@ -33,6 +33,9 @@ use crate::store::progress::{AttemptRow, HintRow, ItemResult, StatsRow, WriteIte
 /// Answers kept per student for resends that arrive after the answer (the database keeps them all).
 const RECENT_ANSWERS: usize = 256;
 pub const HOUR_MS: i64 = 3_600_000;
+/// Changes one student may have waiting behind the one in flight. Submissions are also rate
+/// limited; hint reveals are not, so this is what bounds the actor's own queue.
+const MAX_QUEUED: usize = 64;
 
 /// A validated submission.
 #[derive(Debug, Clone)]
@@ -721,6 +724,9 @@ impl Handler<Submit> for StudentActor {
             // The same attempt is queued or in flight: wait for its answer.
             waiters.push(tx);
         } else {
+            if self.queue.len() >= MAX_QUEUED {
+                return reply(Err(ActorError::Overloaded));
+            }
             let now = now_ms();
             if let Some(retry_after_secs) = self.rate_limited(now) {
                 return reply(Err(ActorError::RateLimited { retry_after_secs }));
@@ -742,6 +748,9 @@ impl Handler<RevealHint> for StudentActor {
 
     fn handle(&mut self, msg: RevealHint, ctx: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
+        if self.queue.len() >= MAX_QUEUED {
+            return Box::pin(async { Err(ActorError::Overloaded) });
+        }
         let (tx, rx) = oneshot::channel();
         self.queue.push_back(Pending::Hint {
             hint_id: msg.hint_id,

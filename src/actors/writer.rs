@@ -357,20 +357,29 @@ impl Worker {
 }
 
 /// Connection-level failures are worth retrying; a statement the database refused is not.
+/// PostgreSQL reports some connection losses as errors: a server shutting down or restarting
+/// (SQLSTATE class 57P, e.g. `57P01` when a backend is terminated), connection exceptions (class
+/// 08), too many connections (53300); a deadlock or serialization failure (40P01, 40001) also
+/// passes on a retry.
 fn is_transient(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause.is::<BatchTimedOut>()
-            || matches!(
-                cause.downcast_ref::<sqlx::Error>(),
+            || match cause.downcast_ref::<sqlx::Error>() {
                 Some(
                     sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::Tls(_)
-                        | sqlx::Error::Protocol(_)
-                        | sqlx::Error::WorkerCrashed
-                )
-            )
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed,
+                ) => true,
+                Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || matches!(code.as_ref(), "53300" | "40001" | "40P01")
+                }),
+                _ => false,
+            }
     })
 }
 

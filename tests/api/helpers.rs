@@ -248,10 +248,7 @@ impl TestApp {
         let task = tokio::spawn(app.run_until_stopped());
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::builder()
-                .cookie_store(true)
-                .build()
-                .expect("client"),
+            client: new_client(),
             handle,
             task,
             db,
@@ -361,10 +358,13 @@ pub fn assert_error(body: &Value, code: &str) {
 /// The password every helper-made teacher gets.
 pub const TEST_PASSWORD: &str = "correct horse battery";
 
-/// A client with its own cookie jar: one browser.
+/// A client with its own cookie jar: one browser. It drops idle connections well before the
+/// server's keep-alive (5 s) closes them: reusing one the server is closing at that very moment
+/// fails the request ("error sending request"), a race that busy tests would otherwise hit.
 pub fn new_client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .build()
         .expect("client")
 }
@@ -428,7 +428,7 @@ impl TestUser {
         let response = b
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         let json = if text.is_empty() {

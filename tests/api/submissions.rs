@@ -963,3 +963,108 @@ async fn an_idle_student_actor_stops_and_its_state_comes_back() {
     let progress = students[0].get_json("/api/v1/me/progress", 200).await;
     assert_eq!(progress["passed_count"], 2);
 }
+
+/// Ends every connection of this test's database that waits for a lock (the writer's, stuck
+/// behind `locker`); answers how many.
+async fn kill_lock_waiters(db: &TestDb) -> i64 {
+    db.scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_connection_lost_mid_batch_is_retried_then_refused_and_nothing_is_half_written() {
+    // PostgreSQL: the writer's INSERT waits behind a lock, and its connection is killed under it
+    // (as when the database restarts), again and again: first for less than the retry window
+    // (the batch is retried and acknowledged), then for longer (its submitter gets 503).
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut settings = db.settings();
+    settings.writer.retry_window_ms = 1500;
+    let app = TestApp::spawn_with(db, settings).await;
+    let (_t, _c, students) = class_with_students(&app, 1).await;
+    let student = &students[0];
+    let all = exercises(&app).await;
+    let url = app.db.url.clone().unwrap();
+    let mut locker = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let lock = "BEGIN; LOCK TABLE attempts IN EXCLUSIVE MODE";
+
+    // 1. One connection lost, then the database is back: retried, stored once, acknowledged.
+    sqlx::raw_sql(lock).execute(&mut locker).await.unwrap();
+    let user = app.same_browser(student);
+    let ex0 = all[0].0;
+    let first =
+        tokio::spawn(
+            async move { submit(&user, ex0, json!({ "passed": true, "score": 100 })).await },
+        );
+    eventually("the writer's connection is killed", || async {
+        kill_lock_waiters(&app.db).await == 1
+    })
+    .await;
+    eventually("the writer retries and waits again", || async {
+        app.db
+            .scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .await
+            == 1
+    })
+    .await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let (status, answer) = first.await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(metric(&app, "nsi_writer_failed_commits_total").await >= 1.0);
+    assert_eq!(app.db.scalar("SELECT COUNT(*) FROM attempts").await, 1);
+
+    // 2. The connection keeps dying for longer than the retry window: 503, nothing written.
+    sqlx::raw_sql(lock).execute(&mut locker).await.unwrap();
+    let attempt_id = new_attempt_id();
+    let body = json!({ "attempt_id": attempt_id, "passed": true, "score": 100 });
+    let user = app.same_browser(student);
+    let (ex, body_again) = (all[1].0, body.clone());
+    let second = tokio::spawn(async move { submit(&user, ex, body_again).await });
+    while !second.is_finished() {
+        kill_lock_waiters(&app.db).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, answer) = second.await.unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_error(&answer, "unavailable");
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let db = &app.db;
+    let s = student.id;
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM attempts").await, 1);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT COUNT(*) FROM progress WHERE student_id = {s} AND exercise_id = {ex}"
+        ))
+        .await,
+        0
+    );
+    // The hot state agrees with the database: one exercise passed, its XP only.
+    let progress = student.get_json("/api/v1/me/progress", 200).await;
+    assert_eq!(progress["passed_count"], 1, "{progress}");
+    let stored_xp = db
+        .scalar(&format!(
+            "SELECT xp FROM student_stats WHERE student_id = {s}"
+        ))
+        .await;
+    assert_eq!(progress["xp"], stored_xp, "{progress}");
+
+    // The browser's outbox resends it: stored once, scored as the second pass it is.
+    let (status, answer) = submit(student, ex, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["attempt_id"], attempt_id.as_str());
+    assert_eq!(answer["new_achievements"], json!([]));
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM attempts").await, 2);
+}

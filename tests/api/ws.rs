@@ -333,6 +333,13 @@ both_backends!(
         ws.send(again).await;
         let resent = ws.expect("result").await;
         assert_eq!(resent, result);
+        // And from a new socket after a reconnect (the outbox did not see the answer).
+        ws.stream.close(None).await.expect("close");
+        let mut reconnected = student_socket(&app, &student_token).await;
+        let (_, mut again) = submit_msg(ex, true);
+        again["attempt_id"] = json!(attempt_id);
+        reconnected.send(again).await;
+        assert_eq!(reconnected.expect("result").await, result);
         assert_eq!(
             app.db
                 .scalar(&format!(
@@ -578,6 +585,46 @@ async fn a_resume_from_too_far_back_gets_a_snapshot_saying_so() {
         dash.expect("snapshot").await["reason"],
         "resume_unavailable"
     );
+}
+
+#[tokio::test]
+async fn events_lost_on_the_way_to_a_class_start_a_new_stream_and_resync_its_dashboards() {
+    // One actor thread and a one-message mailbox: a first pass publishes four events (attempt,
+    // BEGINNER, FIRST_EXERCISE, PERFECT_SCORE) in one turn of the student's actor, while the
+    // class's actor, on the same thread, cannot take them: some are lost on the way.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = db.settings();
+    settings.actors.arbiters = 1;
+    settings.actors.mailbox_capacity = 1;
+    let app = TestApp::spawn_with(db, settings).await;
+    let (_teacher, teacher_token, class) = new_class(&app).await;
+    let (student_user, _) = student(&app, &class).await;
+    let ex = exercises(&app, 1).await[0];
+    let (mut dash, snapshot) = teacher_socket(&app, &class, &teacher_token).await;
+    let epoch = snapshot["epoch"].as_u64().unwrap();
+    let offset = snapshot["offset"].as_u64().unwrap();
+
+    let answer = http_submit(&student_user, ex, true).await;
+    // The class reloads from the database and starts a new stream: the dashboard is told to
+    // replace its view rather than carry on with a gap.
+    let fresh = dash
+        .until("a lagged snapshot", |v| v["type"] == "snapshot")
+        .await;
+    assert_eq!(fresh["reason"], "lagged", "{fresh}");
+    assert_ne!(fresh["epoch"].as_u64().unwrap(), epoch, "{fresh}");
+    let row = &fresh["grid"][0];
+    assert_eq!(row["student_id"], student_user.id, "{fresh}");
+    assert_eq!(row["exercise_id"], ex);
+    assert_eq!(row["passed"], true);
+    assert_eq!(fresh["students"][0]["xp"], answer["total_xp"], "{fresh}");
+
+    // A dashboard resuming from before the gap gets a snapshot, never a partial replay.
+    let path = format!("{}?epoch={epoch}&offset={offset}", dashboard(&class));
+    let mut late = connect(&app, &path, &teacher_token).await;
+    late.expect("welcome").await;
+    let again = late.expect("snapshot").await;
+    assert_eq!(again["reason"], "resume_unavailable", "{again}");
+    assert_eq!(again["epoch"], fresh["epoch"]);
 }
 
 #[tokio::test]
