@@ -264,10 +264,18 @@ impl Settings {
         }
         let config = builder.build().context("reading the configuration")?;
         // serde_path_to_error names the key (`database.max_connections`) in every error.
-        let settings: Settings = serde_path_to_error::deserialize(config).map_err(|e| {
+        let mut settings: Settings = serde_path_to_error::deserialize(config).map_err(|e| {
             let path = e.path().to_string();
             anyhow::anyhow!("configuration key `{path}`: {}", e.into_inner())
         })?;
+        // "https://a.fr, https://b.fr" in the variable: spaces after the commas are fine.
+        settings.server.allowed_origins = settings
+            .server
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
         settings.validate()?;
         Ok(settings)
     }
@@ -477,7 +485,7 @@ mod tests {
     fn allowed_origins_come_from_one_comma_separated_variable() {
         let s = Settings::load_from(&env(&[(
             "NSI__SERVER__ALLOWED_ORIGINS",
-            "https://nsi.example.fr,https://lycee.example.fr",
+            "https://nsi.example.fr, https://lycee.example.fr",
         )]))
         .unwrap();
         assert_eq!(

@@ -517,7 +517,14 @@ impl ClassroomActor {
                             ctx.stop();
                         }
                         Err(e) => {
-                            tracing::warn!(error = format!("{e:#}"), "reloading a classroom failed")
+                            tracing::warn!(
+                                error = format!("{e:#}"),
+                                "reloading a classroom failed"
+                            );
+                            if lost_events {
+                                // Try again at the next dirty check: the gap must be announced.
+                                act.dirty.store(true, Ordering::Release);
+                            }
                         }
                     }
                 }),
@@ -664,7 +671,9 @@ impl Actor for ClassroomActor {
         });
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
         ctx.run_interval(check_every, |act, ctx| {
-            // A dashboard keeps the class: it waits for its events.
+            // A dashboard keeps the class: it waits for its events. One whose socket ended
+            // without its `Unsubscribe` arriving does not.
+            act.subscribers.retain(|_, s| !s.tx.is_closed());
             if act.last_active.elapsed() >= act.idle_timeout && act.subscribers.is_empty() {
                 if let Some(registry) = act.registry.upgrade() {
                     registry.forget_classroom(act.id, &ctx.address());

@@ -48,10 +48,13 @@ impl ActorSystem {
     /// nothing new arrives, and each acknowledged attempt is already in the database.
     pub async fn shutdown(self, limit: std::time::Duration) {
         self.writer.shutdown(limit).await;
-        // Joining the actor threads blocks: not on this runtime's worker.
+        // Joining the actor threads blocks: not on this runtime's worker, and not forever.
         let registry = self.registry;
-        if let Err(e) = tokio::task::spawn_blocking(move || registry.shutdown()).await {
-            tracing::error!(error = %e, "stopping the actor threads failed");
+        let stopping = tokio::task::spawn_blocking(move || registry.shutdown());
+        match tokio::time::timeout(limit, stopping).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "stopping the actor threads failed"),
+            Err(_) => tracing::error!("the actor threads did not stop in time"),
         }
     }
 }

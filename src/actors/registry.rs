@@ -118,6 +118,7 @@ impl Registry {
                     .attempt_times_since(
                         id,
                         crate::domain::time::now_ms() - super::student::HOUR_MS,
+                        self.submissions.rate_limit_per_hour,
                     )
                     .await?;
                 let config = StudentActorConfig {

@@ -191,6 +191,8 @@ pub struct StudentActor {
     stuck_reported: HashSet<ExerciseId>,
     stuck_failed_attempts: i32,
     stuck_after: Duration,
+    /// Bumped at every change of `classrooms`: a load started before a newer change is dropped.
+    classrooms_generation: u64,
 }
 
 pub struct StudentActorConfig {
@@ -231,6 +233,7 @@ impl StudentActor {
             stuck_reported: HashSet::new(),
             stuck_failed_attempts: config.stuck_failed_attempts,
             stuck_after: config.stuck_after,
+            classrooms_generation: 0,
         }
     }
 
@@ -489,7 +492,9 @@ impl StudentActor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.busy = false;
-                    if result.is_err() {
+                    if !matches!(result, Ok(ItemResult::Written)) {
+                        // Not stored by this submission (refused, or already stored: then the
+                        // window rebuilt from the database already counts it).
                         act.release_rate_slot(at_ms);
                     }
                     act.finish_attempt(result, outcome, answer, origin, ctx);
@@ -536,7 +541,18 @@ impl StudentActor {
                     _ => self.answer_waiters(&attempt_id, Err(ActorError::AttemptIdConflict)),
                 }
             }
-            Err(e) => self.answer_waiters(&attempt_id, Err(write_error(e))),
+            Err(e) => self.after_write_error(e, &attempt_id, ctx),
+        }
+    }
+
+    /// A write that failed may still have committed (a connection lost after COMMIT was sent,
+    /// a batch that timed out): the hot state is reloaded from the database before the next
+    /// change is computed, so it never builds on a stale base.
+    fn after_write_error(&mut self, e: WriteError, attempt_id: &str, ctx: &mut Context<Self>) {
+        let ambiguous = matches!(e, WriteError::Failed);
+        self.answer_waiters(attempt_id, Err(write_error(e)));
+        if ambiguous {
+            self.reload(ctx);
         }
     }
 
@@ -624,7 +640,13 @@ impl StudentActor {
                             }
                             Ok(act.hint_answer(&outcome))
                         }
-                        Err(e) => Err(write_error(e)),
+                        Err(e) => {
+                            if matches!(e, WriteError::Failed) {
+                                // It may have committed all the same (see after_write_error).
+                                act.reload(ctx);
+                            }
+                            Err(write_error(e))
+                        }
                     };
                     let _ = reply.send(answer);
                     act.process_next(ctx);
@@ -775,10 +797,12 @@ impl Handler<ReloadClassrooms> for StudentActor {
     type Result = ();
 
     fn handle(&mut self, msg: ReloadClassrooms, ctx: &mut Self::Context) {
+        self.classrooms_generation += 1;
         if let Some(ids) = msg.ids {
             self.classrooms = ids;
             return;
         }
+        let generation = self.classrooms_generation;
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
@@ -788,6 +812,8 @@ impl Handler<ReloadClassrooms> for StudentActor {
             async move { store.student_classroom_ids(id).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
+                    // A newer change arrived meanwhile: it wins.
+                    Ok(_) if act.classrooms_generation != generation => {}
                     Ok(ids) => act.classrooms = ids,
                     Err(e) => {
                         tracing::warn!(

@@ -217,8 +217,10 @@ impl AttemptWriter {
     }
 }
 
-/// The longest one batch's transaction may take before it counts as a lost connection (and is
-/// retried: its attempts are idempotent, so a commit that did happen is found as duplicates).
+/// The longest one batch's transaction may take before it counts as a lost connection: retried
+/// within the retry window (its attempts are idempotent, so a commit that did happen comes back
+/// as duplicates), else answered "not stored" — and since the commit may have happened all the
+/// same, each submitter's actor then reloads its state from the database.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +338,12 @@ impl Worker {
                             "batch refused by the database; retrying its items one by one"
                         );
                         for (item, reply) in items.into_iter().zip(replies) {
+                            if Instant::now() >= retry_deadline {
+                                // A database that refuses, then hangs: do not try each of the
+                                // remaining items for up to BATCH_TIMEOUT.
+                                let _ = reply.send(Err(WriteError::Failed));
+                                continue;
+                            }
                             Box::pin(self.flush_until(vec![Job { item, reply }], retry_deadline))
                                 .await;
                         }

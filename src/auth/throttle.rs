@@ -208,6 +208,13 @@ impl AuthThrottle {
         self.login_failures_by_ip.unhit(&ip.to_string());
     }
 
+    /// The guess counted by `check_login` could not be checked (the server was busy, the
+    /// database failed): take it back, so that overload never locks anyone out.
+    pub async fn login_not_checked(&self, login: &str, ip: IpAddr) {
+        self.login_failures.unhit(login);
+        self.login_failures_by_ip.unhit(&ip.to_string());
+    }
+
     /// Every join or recovery attempt counts against the address.
     pub async fn join_attempt(&self, ip: IpAddr) -> Result<(), AppError> {
         self.join_attempts_by_ip
@@ -223,6 +230,11 @@ impl AuthThrottle {
 
     pub async fn recovery_succeeded(&self, account: &str) {
         self.join_failures.clear(account);
+    }
+
+    /// The code counted by `check_recovery` could not be checked: take the guess back.
+    pub async fn recovery_not_checked(&self, account: &str) {
+        self.join_failures.unhit(account);
     }
 }
 

@@ -186,13 +186,25 @@ async fn log_in(
     let ip = state.auth.client_ip(&req);
     let throttle = &state.auth.throttle;
     throttle.check_login(&login, ip).await?;
-    let credentials = state.store.credentials_by_login(&login).await?;
-    let password_ok = body.password.len() <= PASSWORD_MAX_BYTES
-        && password::verify(
-            body.password,
-            credentials.as_ref().and_then(|c| c.password_hash.clone()),
-        )
-        .await?;
+    let password = body.password;
+    let checked = async {
+        let credentials = state.store.credentials_by_login(&login).await?;
+        let ok = password.len() <= PASSWORD_MAX_BYTES
+            && password::verify(
+                password,
+                credentials.as_ref().and_then(|c| c.password_hash.clone()),
+            )
+            .await?;
+        Ok::<_, AppError>((credentials, ok))
+    }
+    .await;
+    let (credentials, password_ok) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            throttle.login_not_checked(&login, ip).await;
+            return Err(e);
+        }
+    };
     let credentials = match credentials {
         Some(c) if password_ok => c,
         _ => {
@@ -386,13 +398,24 @@ async fn recover_session(
         .collect();
     let account = format!("{}:{key}", code.as_deref().unwrap_or("?"));
     throttle.check_recovery(&account).await?;
-    let candidate = match &code {
-        Some(code) => state.store.recovery_candidate(code, &key).await?,
-        None => None,
-    };
     let typed = normalize_code(&body.recovery_code);
-    let code_ok = typed.len() <= MAX_TYPED
-        && password::verify(typed, candidate.as_ref().and_then(|(_, h)| h.clone())).await?;
+    let checked = async {
+        let candidate = match &code {
+            Some(code) => state.store.recovery_candidate(code, &key).await?,
+            None => None,
+        };
+        let ok = typed.len() <= MAX_TYPED
+            && password::verify(typed, candidate.as_ref().and_then(|(_, h)| h.clone())).await?;
+        Ok::<_, AppError>((candidate, ok))
+    }
+    .await;
+    let (candidate, code_ok) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            throttle.recovery_not_checked(&account).await;
+            return Err(e);
+        }
+    };
     let student_id = match candidate {
         Some((id, _)) if code_ok => id,
         _ => {

@@ -132,9 +132,21 @@ async fn change_password(
     accounts::validate_password(&body.new_password)
         .map_err(|Invalid(m)| AppError::bad_request("invalid_password", m))?;
     throttle.check_login(&key, ip).await?;
-    let current = state.store.password_hash(teacher.user_id).await?;
-    let ok = body.current_password.len() <= PASSWORD_MAX_BYTES
-        && password::verify(body.current_password, current).await?;
+    let typed = body.current_password;
+    let checked = async {
+        let current = state.store.password_hash(teacher.user_id).await?;
+        Ok::<_, AppError>(
+            typed.len() <= PASSWORD_MAX_BYTES && password::verify(typed, current).await?,
+        )
+    }
+    .await;
+    let ok = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            throttle.login_not_checked(&key, ip).await;
+            return Err(e);
+        }
+    };
     if !ok {
         return Err(AppError::refused(
             "wrong_password",

@@ -188,24 +188,28 @@ macro_rules! write_awards {
 }
 
 impl Store {
-    /// When the student's attempts since `since_ms` were made, oldest first (the submission rate
-    /// limit's window, rebuilt when the student's actor starts).
+    /// When the student's last `max` attempts since `since_ms` were made, oldest first (the
+    /// submission rate limit's window, rebuilt when the student's actor starts).
     pub async fn attempt_times_since(
         &self,
         student: UserId,
         since_ms: i64,
+        max: u32,
     ) -> anyhow::Result<Vec<i64>> {
-        Ok(on_pool!(self, pool => {
+        let mut times: Vec<i64> = on_pool!(self, pool => {
             sqlx::query_scalar(
                 "SELECT created_at FROM attempts
                  WHERE student_id = $1 AND created_at > $2
-                 ORDER BY created_at",
+                 ORDER BY created_at DESC LIMIT $3",
             )
             .bind(student.0)
             .bind(since_ms)
+            .bind(i64::from(max))
             .fetch_all(pool)
             .await?
-        }))
+        });
+        times.reverse();
+        Ok(times)
     }
 
     /// Everything the rules need about one student: five small indexed reads.
@@ -344,16 +348,19 @@ impl Store {
         items: &[WriteItem],
     ) -> anyhow::Result<(Vec<ItemResult>, BatchReport)> {
         let now = crate::domain::time::now_ms();
+        // One row per attempt id: a later copy in the same batch (another student reusing a
+        // UUID) is a duplicate of the first, whatever order the database would insert them in.
+        let mut seen: HashSet<&str> = HashSet::new();
         let attempts: Vec<&AttemptRow> = items
             .iter()
             .filter_map(|i| match i {
-                WriteItem::Attempt(a) => Some(a),
-                WriteItem::Hint(_) => None,
+                WriteItem::Attempt(a) if seen.insert(a.attempt_id.as_str()) => Some(a),
+                _ => None,
             })
             .collect();
         let mut report = BatchReport::default();
 
-        let (duplicates, written) = match &self.pool {
+        let (inserted, duplicates, written) = match &self.pool {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let inserted = pg::insert_attempts(&mut tx, &attempts).await?;
@@ -365,7 +372,7 @@ impl Store {
                 report.rows += pg::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (duplicates, written)
+                (inserted, duplicates, written)
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -378,7 +385,7 @@ impl Store {
                 report.rows += sqlite::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (duplicates, written)
+                (inserted, duplicates, written)
             }
         };
 
@@ -394,15 +401,23 @@ impl Store {
                     },
                     // The same id twice in this very batch: the first copy was written, this
                     // one is its duplicate (another student's, or a resend).
-                    None => match first_attempt_with_id(items, &a.attempt_id) {
-                        Some(first) => ItemResult::Duplicate {
-                            student_id: first.student_id,
-                            outcome: first.outcome.clone(),
-                        },
-                        None => ItemResult::Duplicate {
-                            student_id: a.student_id,
-                            outcome: String::new(),
-                        },
+                    None if inserted.contains(&a.attempt_id) => {
+                        match first_attempt_with_id(items, &a.attempt_id) {
+                            Some(first) => ItemResult::Duplicate {
+                                student_id: first.student_id,
+                                outcome: first.outcome.clone(),
+                            },
+                            None => ItemResult::Duplicate {
+                                student_id: a.student_id,
+                                outcome: String::new(),
+                            },
+                        }
+                    }
+                    // Neither inserted nor found (cannot happen while attempts are never
+                    // deleted): an empty outcome, which the actor answers as a conflict.
+                    None => ItemResult::Duplicate {
+                        student_id: a.student_id,
+                        outcome: String::new(),
                     },
                 },
                 WriteItem::Hint(_) => ItemResult::Written,

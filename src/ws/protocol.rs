@@ -175,7 +175,8 @@ pub enum SnapshotReason {
     Connect,
     /// A resume was asked for and the missed events have left the ring (or the stream restarted).
     ResumeUnavailable,
-    /// The socket's queue overflowed: its backlog was dropped.
+    /// The socket's queue overflowed (its backlog was dropped), or the class lost events on the
+    /// way to its actor and started a new stream.
     Lagged,
     /// The client asked (`get_snapshot`).
     Requested,
