@@ -189,7 +189,9 @@ macro_rules! write_awards {
 
 impl Store {
     /// When the student's last `max` attempts since `since_ms` were made, oldest first (the
-    /// submission rate limit's window, rebuilt when the student's actor starts).
+    /// submission rate limit's window, rebuilt when the student's actor starts). Read through the
+    /// `(student_id, exercise_id)` index: an index on `(student_id, created_at)` served this rare
+    /// read but cost every burst a quarter more flush time on SQLite (docs/benchmarks.md).
     pub async fn attempt_times_since(
         &self,
         student: UserId,
