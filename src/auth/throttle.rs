@@ -48,18 +48,9 @@ impl SlidingWindow {
         }
     }
 
-    /// `Err(seconds to wait)` if `key` already has `max` events in the window.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
-        self.check_at(key, Instant::now())
-    }
-
-    /// Records an event for `key`.
-    pub fn hit(&self, key: &str) {
-        self.hit_at(key, Instant::now())
-    }
-
-    /// Records an event and answers as `check` did before it: one call for "count every attempt".
-    /// Check and record happen under one lock, so parallel callers cannot all slip under `max`.
+    /// Records an event for `key`, unless it already has `max` in the window: then `Err(seconds
+    /// to wait)`. Check and record happen under one lock, so parallel callers cannot all slip
+    /// under `max`.
     pub fn check_and_hit(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();
         let mut inner = self.lock();
@@ -89,6 +80,7 @@ impl SlidingWindow {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[cfg(test)]
     fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {
         let mut inner = self.lock();
         self.check_locked(&mut inner, key, now)
@@ -113,6 +105,7 @@ impl SlidingWindow {
         Err((wait.as_millis().div_ceil(1000) as u64).max(1))
     }
 
+    #[cfg(test)]
     fn hit_at(&self, key: &str, now: Instant) {
         let mut inner = self.lock();
         self.hit_locked(&mut inner, key, now);
@@ -189,30 +182,38 @@ impl AuthThrottle {
         }
     }
 
-    /// Before checking a password: 429 once the login or the address has used up its failures.
-    /// Otherwise the guess is counted as a failure now, before the (slow) password check, so that
-    /// guesses sent in parallel cannot all pass this check; `login_succeeded` takes it back.
-    pub async fn check_login(&self, login: &str, ip: IpAddr) -> Result<(), AppError> {
+    /// One guess at a login's password, `check` answering `Some` when it is right. 429 before
+    /// `check` runs once the login or the address has used up its failures. Otherwise the guess
+    /// counts as a failure before `check` runs (guesses sent in parallel cannot all slip under
+    /// the limit); a right guess clears the login's failures and takes back the address's count
+    /// of it (not its other failures: others share the address); a guess `check` could not
+    /// judge (`Err`: the server busy, the database failing) is taken back, so overload never
+    /// locks anyone out.
+    pub async fn guess_login<T>(
+        &self,
+        login: &str,
+        ip: IpAddr,
+        check: impl Future<Output = Result<Option<T>, AppError>>,
+    ) -> Result<Option<T>, AppError> {
+        let ip = ip.to_string();
         self.login_failures.check_and_hit(login).map_err(too_many)?;
-        if let Err(wait) = self.login_failures_by_ip.check_and_hit(&ip.to_string()) {
+        if let Err(wait) = self.login_failures_by_ip.check_and_hit(&ip) {
             self.login_failures.unhit(login);
             return Err(too_many(wait));
         }
-        Ok(())
-    }
-
-    /// A good password clears that login's failures and takes back the address's count of this
-    /// guess (not its other failures: others share the address).
-    pub async fn login_succeeded(&self, login: &str, ip: IpAddr) {
-        self.login_failures.clear(login);
-        self.login_failures_by_ip.unhit(&ip.to_string());
-    }
-
-    /// The guess counted by `check_login` could not be checked (the server was busy, the
-    /// database failed): take it back, so that overload never locks anyone out.
-    pub async fn login_not_checked(&self, login: &str, ip: IpAddr) {
-        self.login_failures.unhit(login);
-        self.login_failures_by_ip.unhit(&ip.to_string());
+        let judged = check.await;
+        match &judged {
+            Ok(Some(_)) => {
+                self.login_failures.clear(login);
+                self.login_failures_by_ip.unhit(&ip);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                self.login_failures.unhit(login);
+                self.login_failures_by_ip.unhit(&ip);
+            }
+        }
+        judged
     }
 
     /// Every join or recovery attempt counts against the address.
@@ -222,19 +223,23 @@ impl AuthThrottle {
             .map_err(too_many)
     }
 
-    /// Before checking a recovery code for `account` (join code + pseudonym key): 429 once its
-    /// wrong codes are used up; otherwise this guess counts as wrong until `recovery_succeeded`.
-    pub async fn check_recovery(&self, account: &str) -> Result<(), AppError> {
-        self.join_failures.check_and_hit(account).map_err(too_many)
-    }
-
-    pub async fn recovery_succeeded(&self, account: &str) {
-        self.join_failures.clear(account);
-    }
-
-    /// The code counted by `check_recovery` could not be checked: take the guess back.
-    pub async fn recovery_not_checked(&self, account: &str) {
-        self.join_failures.unhit(account);
+    /// One guess at the recovery code of `account` (join code + pseudonym key), counted and
+    /// settled like [`Self::guess_login`]'s.
+    pub async fn guess_recovery<T>(
+        &self,
+        account: &str,
+        check: impl Future<Output = Result<Option<T>, AppError>>,
+    ) -> Result<Option<T>, AppError> {
+        self.join_failures
+            .check_and_hit(account)
+            .map_err(too_many)?;
+        let judged = check.await;
+        match &judged {
+            Ok(Some(_)) => self.join_failures.clear(account),
+            Ok(None) => {}
+            Err(_) => self.join_failures.unhit(account),
+        }
+        judged
     }
 }
 
@@ -281,6 +286,51 @@ mod tests {
         w.unhit("login");
         assert!(w.check_and_hit("login").is_ok());
         assert!(w.check_and_hit("login").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_guess_counts_unless_it_could_not_be_judged_and_a_right_one_clears() {
+        let settings = crate::config::Settings::load_from(&Vec::<(String, String)>::new())
+            .expect("default settings")
+            .auth;
+        let max = settings.login_max_failures as usize;
+        let t = AuthThrottle::new(&settings);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let busy = || async { Err::<Option<()>, _>(AppError::Unauthorized) };
+        let wrong = || async { Ok::<Option<()>, AppError>(None) };
+        let right = || async { Ok::<_, AppError>(Some(())) };
+        // Guesses the server could not judge never use up the limit.
+        for _ in 0..max * 2 {
+            assert!(t.guess_login("a", ip, busy()).await.is_err());
+        }
+        // Wrong ones do; a right one clears them.
+        for _ in 0..max - 1 {
+            assert!(matches!(t.guess_login("a", ip, wrong()).await, Ok(None)));
+        }
+        assert!(matches!(
+            t.guess_login("a", ip, right()).await,
+            Ok(Some(()))
+        ));
+        for _ in 0..max {
+            assert!(matches!(t.guess_login("a", ip, wrong()).await, Ok(None)));
+        }
+        // Used up: refused before the check runs, even a right one.
+        assert!(matches!(
+            t.guess_login("a", ip, right()).await,
+            Err(AppError::TooManyRequests { .. })
+        ));
+        assert!(matches!(
+            t.guess_login("b", ip, right()).await,
+            Ok(Some(()))
+        ));
+        // Recovery codes the same way.
+        for _ in 0..max {
+            assert!(matches!(t.guess_recovery("k", wrong()).await, Ok(None)));
+        }
+        assert!(matches!(
+            t.guess_recovery("k", right()).await,
+            Err(AppError::TooManyRequests { .. })
+        ));
     }
 
     #[test]

@@ -185,9 +185,8 @@ async fn log_in(
         .collect();
     let ip = state.auth.client_ip(&req);
     let throttle = &state.auth.throttle;
-    throttle.check_login(&login, ip).await?;
     let password = body.password;
-    let checked = async {
+    let checked = throttle.guess_login(&login, ip, async {
         let credentials = state.store.credentials_by_login(&login).await?;
         let ok = password.len() <= PASSWORD_MAX_BYTES
             && password::verify(
@@ -195,23 +194,11 @@ async fn log_in(
                 credentials.as_ref().and_then(|c| c.password_hash.clone()),
             )
             .await?;
-        Ok::<_, AppError>((credentials, ok))
-    }
-    .await;
-    let (credentials, password_ok) = match checked {
-        Ok(checked) => checked,
-        Err(e) => {
-            throttle.login_not_checked(&login, ip).await;
-            return Err(e);
-        }
+        Ok(credentials.filter(|_| ok))
+    });
+    let Some(credentials) = checked.await? else {
+        return Err(AppError::InvalidCredentials(BAD_LOGIN));
     };
-    let credentials = match credentials {
-        Some(c) if password_ok => c,
-        _ => {
-            return Err(AppError::InvalidCredentials(BAD_LOGIN));
-        }
-    };
-    throttle.login_succeeded(&login, ip).await;
     let user = state
         .store
         .user(credentials.id)
@@ -397,32 +384,19 @@ async fn recover_session(
         .take(MAX_TYPED)
         .collect();
     let account = format!("{}:{key}", code.as_deref().unwrap_or("?"));
-    throttle.check_recovery(&account).await?;
     let typed = normalize_code(&body.recovery_code);
-    let checked = async {
+    let checked = throttle.guess_recovery(&account, async {
         let candidate = match &code {
             Some(code) => state.store.recovery_candidate(code, &key).await?,
             None => None,
         };
         let ok = typed.len() <= MAX_TYPED
             && password::verify(typed, candidate.as_ref().and_then(|(_, h)| h.clone())).await?;
-        Ok::<_, AppError>((candidate, ok))
-    }
-    .await;
-    let (candidate, code_ok) = match checked {
-        Ok(checked) => checked,
-        Err(e) => {
-            throttle.recovery_not_checked(&account).await;
-            return Err(e);
-        }
+        Ok(candidate.filter(|_| ok).map(|(id, _)| id))
+    });
+    let Some(student_id) = checked.await? else {
+        return Err(AppError::InvalidCredentials(BAD_RECOVERY));
     };
-    let student_id = match candidate {
-        Some((id, _)) if code_ok => id,
-        _ => {
-            return Err(AppError::InvalidCredentials(BAD_RECOVERY));
-        }
-    };
-    throttle.recovery_succeeded(&account).await;
     tracing::info!(user_id = student_id.0, "student recovered a session");
     let user = state
         .store

@@ -131,29 +131,18 @@ async fn change_password(
     let ip = state.auth.client_ip(&req);
     accounts::validate_password(&body.new_password)
         .map_err(|Invalid(m)| AppError::bad_request("invalid_password", m))?;
-    throttle.check_login(&key, ip).await?;
     let typed = body.current_password;
-    let checked = async {
+    let checked = throttle.guess_login(&key, ip, async {
         let current = state.store.password_hash(teacher.user_id).await?;
-        Ok::<_, AppError>(
-            typed.len() <= PASSWORD_MAX_BYTES && password::verify(typed, current).await?,
-        )
-    }
-    .await;
-    let ok = match checked {
-        Ok(ok) => ok,
-        Err(e) => {
-            throttle.login_not_checked(&key, ip).await;
-            return Err(e);
-        }
-    };
-    if !ok {
+        let ok = typed.len() <= PASSWORD_MAX_BYTES && password::verify(typed, current).await?;
+        Ok(ok.then_some(()))
+    });
+    if checked.await?.is_none() {
         return Err(AppError::refused(
             "wrong_password",
             "Le mot de passe actuel est incorrect.",
         ));
     }
-    throttle.login_succeeded(&key, ip).await;
     let hash = password::hash(body.new_password).await?;
     if !state
         .store
