@@ -541,17 +541,18 @@ impl StudentActor {
                     _ => self.answer_waiters(&attempt_id, Err(ActorError::AttemptIdConflict)),
                 }
             }
-            Err(e) => self.after_write_error(e, &attempt_id, ctx),
+            Err(e) => {
+                self.reload_if_maybe_committed(&e, ctx);
+                self.answer_waiters(&attempt_id, Err(write_error(e)));
+            }
         }
     }
 
     /// A write that failed may still have committed (a connection lost after COMMIT was sent,
     /// a batch that timed out): the hot state is reloaded from the database before the next
     /// change is computed, so it never builds on a stale base.
-    fn after_write_error(&mut self, e: WriteError, attempt_id: &str, ctx: &mut Context<Self>) {
-        let ambiguous = matches!(e, WriteError::Failed);
-        self.answer_waiters(attempt_id, Err(write_error(e)));
-        if ambiguous {
+    fn reload_if_maybe_committed(&mut self, e: &WriteError, ctx: &mut Context<Self>) {
+        if matches!(e, WriteError::Failed) {
             self.reload(ctx);
         }
     }
@@ -641,10 +642,7 @@ impl StudentActor {
                             Ok(act.hint_answer(&outcome))
                         }
                         Err(e) => {
-                            if matches!(e, WriteError::Failed) {
-                                // It may have committed all the same (see after_write_error).
-                                act.reload(ctx);
-                            }
+                            act.reload_if_maybe_committed(&e, ctx);
                             Err(write_error(e))
                         }
                     };

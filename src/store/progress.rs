@@ -352,42 +352,41 @@ impl Store {
         let now = crate::domain::time::now_ms();
         // One row per attempt id: a later copy in the same batch (another student reusing a
         // UUID) is a duplicate of the first, whatever order the database would insert them in.
-        let mut seen: HashSet<&str> = HashSet::new();
+        let first = FirstCopies::of(items);
         let attempts: Vec<&AttemptRow> = items
             .iter()
-            .filter_map(|i| match i {
-                WriteItem::Attempt(a) if seen.insert(a.attempt_id.as_str()) => Some(a),
+            .enumerate()
+            .filter_map(|(index, item)| match item {
+                WriteItem::Attempt(a) if first.is_first(index, a) => Some(a),
                 _ => None,
             })
             .collect();
         let mut report = BatchReport::default();
 
-        let (inserted, duplicates, written) = match &self.pool {
+        let (inserted, duplicates) = match &self.pool {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let inserted = pg::insert_attempts(&mut tx, &attempts).await?;
-                let written = first_of_each_inserted(items, &inserted);
                 let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
-                let effective = effective_items(items, &written);
+                let effective = first.effective_items(items, &inserted);
                 report.rows += inserted.len() as u64;
                 report.rows += pg::upsert_progress(&mut tx, &effective).await?;
                 report.rows += pg::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (inserted, duplicates, written)
+                (inserted, duplicates)
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 let inserted = sqlite::insert_attempts(&mut tx, &attempts).await?;
-                let written = first_of_each_inserted(items, &inserted);
                 let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
-                let effective = effective_items(items, &written);
+                let effective = first.effective_items(items, &inserted);
                 report.rows += inserted.len() as u64;
                 report.rows += sqlite::upsert_progress(&mut tx, &effective).await?;
                 report.rows += sqlite::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (inserted, duplicates, written)
+                (inserted, duplicates)
             }
         };
 
@@ -395,24 +394,22 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(index, item)| match item {
-                WriteItem::Attempt(_) if written.contains(&index) => ItemResult::Written,
+                WriteItem::Hint(_) => ItemResult::Written,
+                WriteItem::Attempt(a) if first.is_written(index, a, &inserted) => {
+                    ItemResult::Written
+                }
+                // Stored before this batch: its owner and the answer stored with it.
                 WriteItem::Attempt(a) => match duplicates.get(&a.attempt_id) {
                     Some((student_id, outcome)) => ItemResult::Duplicate {
                         student_id: *student_id,
                         outcome: outcome.clone(),
                     },
-                    // The same id twice in this very batch: the first copy was written, this
-                    // one is its duplicate (another student's, or a resend).
+                    // A later copy of an id this batch wrote: the first copy's owner and answer.
                     None if inserted.contains(&a.attempt_id) => {
-                        match first_attempt_with_id(items, &a.attempt_id) {
-                            Some(first) => ItemResult::Duplicate {
-                                student_id: first.student_id,
-                                outcome: first.outcome.clone(),
-                            },
-                            None => ItemResult::Duplicate {
-                                student_id: a.student_id,
-                                outcome: String::new(),
-                            },
+                        let original = first.copy_of(items, a);
+                        ItemResult::Duplicate {
+                            student_id: original.student_id,
+                            outcome: original.outcome.clone(),
                         }
                     }
                     // Neither inserted nor found (cannot happen while attempts are never
@@ -422,50 +419,60 @@ impl Store {
                         outcome: String::new(),
                     },
                 },
-                WriteItem::Hint(_) => ItemResult::Written,
             })
             .collect();
         Ok((results, report))
     }
 }
 
-/// The indices of the attempt items really inserted: for each inserted id, the first item that
-/// carries it. A later item with the same id in the same batch (another student reusing a UUID)
-/// is a duplicate, so its progress and XP are not written without its attempt row.
-fn first_of_each_inserted(items: &[WriteItem], inserted: &HashSet<String>) -> HashSet<usize> {
-    let mut seen: HashSet<&str> = HashSet::new();
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| match item {
-            WriteItem::Attempt(a)
-                if inserted.contains(&a.attempt_id) && seen.insert(a.attempt_id.as_str()) =>
-            {
-                Some(index)
+/// Where each attempt id of a batch first appears: that copy is the one sent to the database;
+/// later copies (another student reusing a UUID) are its duplicates, and nothing of theirs
+/// (progress, XP) is written without their own attempt row.
+struct FirstCopies<'a>(HashMap<&'a str, usize>);
+
+impl<'a> FirstCopies<'a> {
+    fn of(items: &'a [WriteItem]) -> Self {
+        let mut first = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            if let WriteItem::Attempt(a) = item {
+                first.entry(a.attempt_id.as_str()).or_insert(index);
             }
-            _ => None,
-        })
-        .collect()
-}
+        }
+        FirstCopies(first)
+    }
 
-fn first_attempt_with_id<'a>(items: &'a [WriteItem], attempt_id: &str) -> Option<&'a AttemptRow> {
-    items.iter().find_map(|item| match item {
-        WriteItem::Attempt(a) if a.attempt_id == attempt_id => Some(a),
-        _ => None,
-    })
-}
+    fn is_first(&self, index: usize, a: &AttemptRow) -> bool {
+        self.0.get(a.attempt_id.as_str()) == Some(&index)
+    }
 
-/// The items whose effects are written: hints, and the attempts really inserted.
-fn effective_items<'a>(items: &'a [WriteItem], written: &HashSet<usize>) -> Vec<&'a WriteItem> {
-    items
-        .iter()
-        .enumerate()
-        .filter(|(index, item)| match item {
-            WriteItem::Attempt(_) => written.contains(index),
-            WriteItem::Hint(_) => true,
-        })
-        .map(|(_, item)| item)
-        .collect()
+    fn is_written(&self, index: usize, a: &AttemptRow, inserted: &HashSet<String>) -> bool {
+        self.is_first(index, a) && inserted.contains(&a.attempt_id)
+    }
+
+    /// The first copy of `a`'s id (`a` itself if it is the first).
+    fn copy_of<'i>(&self, items: &'i [WriteItem], a: &'i AttemptRow) -> &'i AttemptRow {
+        match self.0.get(a.attempt_id.as_str()).map(|&i| &items[i]) {
+            Some(WriteItem::Attempt(original)) => original,
+            _ => a,
+        }
+    }
+
+    /// The items whose effects are written: hints, and the attempts really inserted.
+    fn effective_items<'i>(
+        &self,
+        items: &'i [WriteItem],
+        inserted: &HashSet<String>,
+    ) -> Vec<&'i WriteItem> {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(index, item)| match item {
+                WriteItem::Attempt(a) => self.is_written(*index, a, inserted),
+                WriteItem::Hint(_) => true,
+            })
+            .map(|(_, item)| item)
+            .collect()
+    }
 }
 
 /// One stats row per student, the last one of the batch winning (a statement may not upsert the
