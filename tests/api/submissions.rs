@@ -743,20 +743,11 @@ both_backends!(
             e.2.extend(codes(&answer["new_badges"]));
         }
         // The writer's counters saw exactly these attempts.
-        let metrics = app.get("/metrics").await.text().await.unwrap();
-        let value = |name: &str| -> f64 {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-                .unwrap_or_else(|| panic!("{name} missing in /metrics:\n{metrics}"))
-        };
-        assert_eq!(value("nsi_writer_items_written_total "), 2000.0);
-        assert!(value("nsi_writer_rows_written_total ") >= 4000.0);
-        assert!(value("nsi_writer_commits_total ") >= 1.0);
-        assert_eq!(
-            value("nsi_writer_batch_size_count "),
-            value("nsi_writer_commits_total ")
-        );
+        assert_eq!(metric(&app, "nsi_writer_items_written_total").await, 2000.0);
+        assert!(metric(&app, "nsi_writer_rows_written_total").await >= 4000.0);
+        let commits = metric(&app, "nsi_writer_commits_total").await;
+        assert!(commits >= 1.0);
+        assert_eq!(metric(&app, "nsi_writer_batch_size_count").await, commits);
         let mut expected_badges: Vec<&str> = [
             (0, "BEGINNER"),
             (100, "EXPLORER"),
@@ -857,6 +848,53 @@ where
     panic!("not within 10 s: {what}");
 }
 
+/// PostgreSQL made stuck on demand: another connection holding a lock that the writer's INSERT
+/// into `attempts` waits behind.
+struct AttemptsLock(sqlx::PgConnection);
+
+impl AttemptsLock {
+    async fn connect(db: &TestDb) -> AttemptsLock {
+        let url = db.url.clone().expect("a PostgreSQL test database");
+        AttemptsLock(
+            <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .expect("connect"),
+        )
+    }
+
+    async fn hold(&mut self) {
+        sqlx::raw_sql("BEGIN; LOCK TABLE attempts IN EXCLUSIVE MODE")
+            .execute(&mut self.0)
+            .await
+            .expect("lock");
+    }
+
+    async fn release(&mut self) {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("unlock");
+    }
+}
+
+/// Connections of this test's database waiting for a lock (the writer's, behind `AttemptsLock`).
+async fn lock_waiters(db: &TestDb) -> i64 {
+    db.scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    .await
+}
+
+/// Ends every connection of this test's database that waits for a lock; answers how many.
+async fn kill_lock_waiters(db: &TestDb) -> i64 {
+    db.scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_full_writer_queue_answers_503_and_the_queued_attempts_still_commit() {
     // PostgreSQL: another connection holds a lock the writer's INSERT waits for, so the writer is
@@ -868,14 +906,8 @@ async fn a_full_writer_queue_answers_503_and_the_queued_attempts_still_commit() 
     let app = TestApp::spawn_with(db, settings).await;
     let (_t, _c, students) = class_with_students(&app, 8).await;
     let (ex, _) = exercises(&app).await[0];
-    let url = app.db.url.clone().unwrap();
-    let mut locker = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE attempts IN EXCLUSIVE MODE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut lock = AttemptsLock::connect(&app.db).await;
+    lock.hold().await;
     let spawn_submit = |s: &TestUser| {
         let user = app.same_browser(s);
         tokio::spawn(async move { submit(&user, ex, json!({ "passed": true, "score": 90 })).await })
@@ -884,13 +916,7 @@ async fn a_full_writer_queue_answers_503_and_the_queued_attempts_still_commit() 
     // The first one reaches the database and waits for the lock.
     let first = spawn_submit(&students[0]);
     eventually("the writer waits for the lock", || async {
-        app.db
-            .scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
-            )
-            .await
-            == 1
+        lock_waiters(&app.db).await == 1
     })
     .await;
     // Two more fill the queue.
@@ -912,10 +938,7 @@ async fn a_full_writer_queue_answers_503_and_the_queued_attempts_still_commit() 
     );
 
     // The database comes back: the three accepted attempts commit and are acknowledged.
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    lock.release().await;
     for task in std::iter::once(first).chain(queued) {
         let (status, answer) = task.await.unwrap();
         assert_eq!(status, 200, "{answer}");
@@ -964,16 +987,6 @@ async fn an_idle_student_actor_stops_and_its_state_comes_back() {
     assert_eq!(progress["passed_count"], 2);
 }
 
-/// Ends every connection of this test's database that waits for a lock (the writer's, stuck
-/// behind `locker`); answers how many.
-async fn kill_lock_waiters(db: &TestDb) -> i64 {
-    db.scalar(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE wait_event_type = 'Lock' AND datname = current_database()",
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_connection_lost_mid_batch_is_retried_then_refused_and_nothing_is_half_written() {
     // PostgreSQL: the writer's INSERT waits behind a lock, and its connection is killed under it
@@ -986,14 +999,10 @@ async fn a_connection_lost_mid_batch_is_retried_then_refused_and_nothing_is_half
     let (_t, _c, students) = class_with_students(&app, 1).await;
     let student = &students[0];
     let all = exercises(&app).await;
-    let url = app.db.url.clone().unwrap();
-    let mut locker = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    let lock = "BEGIN; LOCK TABLE attempts IN EXCLUSIVE MODE";
+    let mut lock = AttemptsLock::connect(&app.db).await;
 
     // 1. One connection lost, then the database is back: retried, stored once, acknowledged.
-    sqlx::raw_sql(lock).execute(&mut locker).await.unwrap();
+    lock.hold().await;
     let user = app.same_browser(student);
     let ex0 = all[0].0;
     let first =
@@ -1005,26 +1014,17 @@ async fn a_connection_lost_mid_batch_is_retried_then_refused_and_nothing_is_half
     })
     .await;
     eventually("the writer retries and waits again", || async {
-        app.db
-            .scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
-            )
-            .await
-            == 1
+        lock_waiters(&app.db).await == 1
     })
     .await;
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    lock.release().await;
     let (status, answer) = first.await.unwrap();
     assert_eq!(status, 200, "{answer}");
     assert!(metric(&app, "nsi_writer_failed_commits_total").await >= 1.0);
     assert_eq!(app.db.scalar("SELECT COUNT(*) FROM attempts").await, 1);
 
     // 2. The connection keeps dying for longer than the retry window: 503, nothing written.
-    sqlx::raw_sql(lock).execute(&mut locker).await.unwrap();
+    lock.hold().await;
     let attempt_id = new_attempt_id();
     let body = json!({ "attempt_id": attempt_id, "passed": true, "score": 100 });
     let user = app.same_browser(student);
@@ -1037,10 +1037,7 @@ async fn a_connection_lost_mid_batch_is_retried_then_refused_and_nothing_is_half
     let (status, answer) = second.await.unwrap();
     assert_eq!(status, 503, "{answer}");
     assert_error(&answer, "unavailable");
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    lock.release().await;
     let db = &app.db;
     let s = student.id;
     assert_eq!(db.scalar("SELECT COUNT(*) FROM attempts").await, 1);
