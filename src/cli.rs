@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use crate::auth::password;
 use crate::config::Settings;
 use crate::domain::accounts::{self, Role, generate_invite_code, invite_hash};
+use crate::domain::ids::ClassroomId;
 use crate::domain::time::now_ms;
 use crate::store::Store;
 use crate::store::users::NewAccount;
@@ -26,6 +27,14 @@ Usage:
   nsi-live admin create-invite [--days N]
       Print a single-use teacher sign-up code (for auth.signup = \"invite_only\"), valid N days
       (default 14).
+  nsi-live admin backup --to FILE
+      Write a consistent copy of the embedded SQLite database to FILE (a new file), safe while the
+      server runs. PostgreSQL: use pg_dump (docs/deploy.md).
+  nsi-live admin purge-class --id ID --confirm NAME
+      Delete a class for good (end of the school year): the class, and every student whose only
+      class it was, with their attempts, code, progress and badges. NAME must be the class's name.
+      Prefer the teacher's button (or the API) while a server runs: it also signs the students out
+      at once; from here their sessions end within auth.session_cache_ttl_secs.
   nsi-live help
 ";
 
@@ -45,6 +54,13 @@ pub enum Command {
     },
     CreateInvite {
         days: u32,
+    },
+    Backup {
+        to: std::path::PathBuf,
+    },
+    PurgeClass {
+        id: i64,
+        confirm: String,
     },
 }
 
@@ -75,6 +91,24 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Command> 
                     .with_context(|| format!("--days {value:?}: not a positive number"))?,
             };
             Ok(Command::CreateInvite { days })
+        }
+        ["admin", "backup", rest @ ..] => {
+            let mut flags = Flags::parse(rest, &["--to"])?;
+            Ok(Command::Backup {
+                to: flags.required("--to")?.into(),
+            })
+        }
+        ["admin", "purge-class", rest @ ..] => {
+            let mut flags = Flags::parse(rest, &["--id", "--confirm"])?;
+            let id = flags.required("--id")?;
+            Ok(Command::PurgeClass {
+                id: id
+                    .parse()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .with_context(|| format!("--id {id:?}: not a class id"))?,
+                confirm: flags.required("--confirm")?,
+            })
         }
         _ => bail!("unknown command {:?}\n\n{USAGE}", args.join(" ")),
     }
@@ -182,7 +216,40 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{code}");
             Ok(())
         }
+        Command::Backup { to } => {
+            let store = connect().await?;
+            let outcome = store.backup_to(&to).await;
+            store.close().await;
+            outcome?;
+            println!("Backup written to {}.", to.display());
+            Ok(())
+        }
+        Command::PurgeClass { id, confirm } => {
+            let store = connect().await?;
+            let outcome = purge_class(&store, ClassroomId(id), &confirm).await;
+            store.close().await;
+            let report = outcome?;
+            println!(
+                "Class {id} purged: {} student account(s) deleted with {} attempt(s); {} student(s) kept (in another class).",
+                report.students_deleted, report.attempts_deleted, report.students_kept
+            );
+            Ok(())
+        }
     }
+}
+
+async fn purge_class(
+    store: &Store,
+    id: ClassroomId,
+    confirm: &str,
+) -> anyhow::Result<crate::store::data_care::PurgeReport> {
+    let Some(name) = store.classroom_name(id).await? else {
+        bail!("no class has the id {}", id.0);
+    };
+    if name.trim() != confirm.trim() {
+        bail!("--confirm {confirm:?} is not the class's name ({name:?}): nothing deleted");
+    }
+    store.purge_classroom(id).await
 }
 
 async fn reset_password(store: &Store, login: &str, password: String) -> anyhow::Result<()> {
@@ -268,6 +335,19 @@ mod tests {
             parse(args("admin create-invite --days 3")).unwrap(),
             Command::CreateInvite { days: 3 }
         );
+        assert_eq!(
+            parse(args("admin backup --to /tmp/b.db")).unwrap(),
+            Command::Backup {
+                to: "/tmp/b.db".into()
+            }
+        );
+        assert_eq!(
+            parse(args("admin purge-class --id 42 --confirm 2ndeB")).unwrap(),
+            Command::PurgeClass {
+                id: 42,
+                confirm: "2ndeB".into()
+            }
+        );
     }
 
     #[test]
@@ -281,6 +361,10 @@ mod tests {
             "admin reset-password --login l --name N",
             "admin reset-password",
             "admin create-teacher --login a --login b --name N",
+            "admin backup",
+            "admin purge-class --id 42",
+            "admin purge-class --id x --confirm N",
+            "admin purge-class --id -1 --confirm N",
         ] {
             assert!(parse(args(bad)).is_err(), "{bad}");
         }

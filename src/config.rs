@@ -28,6 +28,7 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub actors: ActorSettings,
     pub ws: WsSettings,
+    pub grading: GradingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +40,15 @@ pub struct ServerSettings {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads; 0 means one per core. `WEB_CONCURRENCY` sets it on platforms.
+    pub workers: usize,
+    /// The built browser app (`web/build.mjs` writes it): page shell and assets.
+    #[serde(default = "default_static_dir")]
+    pub static_dir: PathBuf,
+}
+
+fn default_static_dir() -> PathBuf {
+    PathBuf::from("static")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +60,11 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub min_connections: u32,
     pub acquire_timeout_secs: u64,
+    /// How long opening one database connection may take.
+    pub connect_timeout_secs: u64,
+    /// PostgreSQL cancels any statement running longer than this (set on every connection);
+    /// 0 turns it off. SQLite has no statement timeout (its writes wait `busy_timeout`).
+    pub statement_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +176,30 @@ pub struct WsSettings {
     pub stuck_after_secs: u64,
 }
 
+/// The server's grader: SQL answers run on these threads under these limits (docs/api.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradingSettings {
+    /// Wall time of one SQL statement (then `sql_timeout`).
+    pub sql_timeout_ms: u64,
+    /// Rows and bytes a query's result may have (then `sql_too_many_rows` / `sql_result_too_large`).
+    pub sql_max_rows: usize,
+    pub sql_max_result_bytes: usize,
+    /// Threads that run SQL answers, and answers waiting for them (then 503).
+    pub sql_threads: usize,
+    pub sql_queue: usize,
+}
+
+impl GradingSettings {
+    pub fn sql_limits(&self) -> crate::grading::sql::SqlLimits {
+        crate::grading::sql::SqlLimits {
+            timeout: std::time::Duration::from_millis(self.sql_timeout_ms),
+            max_rows: self.sql_max_rows,
+            max_result_bytes: self.sql_max_result_bytes,
+        }
+    }
+}
+
 /// Which storage backend the database settings select.
 #[derive(Debug, Clone)]
 pub enum DatabaseTarget {
@@ -256,6 +295,12 @@ impl Settings {
                 .with_context(|| format!("PORT={port:?} is not a valid port number"))?;
             builder = builder.set_override("server.port", i64::from(port))?;
         }
+        if let Some(workers) = env.var("WEB_CONCURRENCY").filter(|w| !w.trim().is_empty()) {
+            let workers: u16 = workers.trim().parse().with_context(|| {
+                format!("WEB_CONCURRENCY={workers:?} is not a number of worker threads")
+            })?;
+            builder = builder.set_override("server.workers", i64::from(workers))?;
+        }
         if let Some(url) = env.var("DATABASE_URL").filter(|u| !u.trim().is_empty()) {
             builder = builder.set_override("database.url", url)?;
         }
@@ -294,6 +339,9 @@ impl Settings {
         }
         if db.acquire_timeout_secs == 0 {
             bail!("configuration key `database.acquire_timeout_secs`: must be at least 1");
+        }
+        if db.connect_timeout_secs == 0 {
+            bail!("configuration key `database.connect_timeout_secs`: must be at least 1");
         }
         if let DatabaseTarget::Postgres(url) = db.target() {
             let url = url.expose_secret();
@@ -336,6 +384,18 @@ impl Settings {
         ] {
             if value == 0 {
                 bail!("configuration key `{key}`: must be at least 1");
+            }
+        }
+        let g = &self.grading;
+        for (key, value) in [
+            ("sql_timeout_ms", g.sql_timeout_ms),
+            ("sql_max_rows", g.sql_max_rows as u64),
+            ("sql_max_result_bytes", g.sql_max_result_bytes as u64),
+            ("sql_threads", g.sql_threads as u64),
+            ("sql_queue", g.sql_queue as u64),
+        ] {
+            if value == 0 {
+                bail!("configuration key `grading.{key}`: must be at least 1");
             }
         }
         let ws = &self.ws;
@@ -438,6 +498,24 @@ mod tests {
         assert!(s.auth.cookie_secure);
         // The password never shows in Debug output.
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn web_concurrency_sets_the_workers_and_timeouts_have_defaults() {
+        let s = Settings::load_from(&env(&[("WEB_CONCURRENCY", "3")])).unwrap();
+        assert_eq!(s.server.workers, 3);
+        assert_eq!(s.database.connect_timeout_secs, 10);
+        assert_eq!(s.database.statement_timeout_ms, 30_000);
+        let defaults = Settings::load_from(&env(&[])).unwrap();
+        assert_eq!(defaults.server.workers, 0, "0: one worker per core");
+        let err = Settings::load_from(&env(&[("WEB_CONCURRENCY", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WEB_CONCURRENCY"), "{err}");
+        let err = Settings::load_from(&env(&[("NSI__DATABASE__CONNECT_TIMEOUT_SECS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.connect_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -15,13 +15,18 @@ use tracing_actix_web::TracingLogger;
 use crate::actors::ActorSystem;
 use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
+use crate::auth::origin::AllowedOrigins;
 use crate::config::Settings;
 use crate::content;
 use crate::domain::catalogue::{Catalogue, CourseSpec, ResultTable};
+use crate::grading::Grader;
+use crate::grading::sql::{self, SqlLimits};
 use crate::http;
 use crate::http::catalogue::RenderedCatalogue;
+use crate::sockets::WsHub;
 use crate::state::AppState;
-use crate::store::{Store, sql_sandbox};
+use crate::store::Store;
+use crate::ws;
 
 pub struct Application {
     port: u16,
@@ -57,16 +62,25 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let actors = ActorSystem::start(store.clone(), &settings)?;
+        let grader = Grader::start(
+            settings.grading.sql_threads,
+            settings.grading.sql_queue,
+            settings.grading.sql_limits(),
+            Duration::from_millis(settings.actors.request_timeout_ms),
+            settings.submissions.max_code_bytes,
+        )
+        .context("starting the SQL grading threads")?;
+        let rendered = web::Data::new(RenderedCatalogue::render(&catalogue));
         let state = web::Data::new(AppState {
             registry: actors.registry.clone(),
-            ws: Arc::new(crate::ws::WsHub::default()),
-            rendered: RenderedCatalogue::render(&catalogue),
-            auth: Auth::new(&settings.auth, store.clone()),
+            ws: Arc::new(WsHub::default()),
+            auth: Arc::new(Auth::new(&settings.auth, store.clone())),
+            grader,
             settings,
             store,
             catalogue,
         });
-        let server = build_server(listener, state.clone())?;
+        let server = build_server(listener, state.clone(), rendered)?;
         tracing::info!(port, "listening");
         Ok(Application {
             port,
@@ -122,7 +136,7 @@ impl Application {
 pub struct AppHandle {
     server: ServerHandle,
     drain: DrainSwitch,
-    ws: Arc<crate::ws::WsHub>,
+    ws: Arc<WsHub>,
 }
 
 impl AppHandle {
@@ -155,9 +169,24 @@ async fn wait_for_signal() {
     }
 }
 
-fn build_server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
+fn build_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    rendered: web::Data<RenderedCatalogue>,
+) -> anyhow::Result<Server> {
     let max_body = state.settings.server.max_body_bytes;
     let shutdown_timeout = state.settings.server.shutdown_timeout_secs;
+    // What the layers below `AppState` read from a request: the identity extractors and the
+    // Origin guard.
+    let auth = web::Data::from(state.auth.clone());
+    let origins = web::Data::new(AllowedOrigins(
+        state.settings.server.allowed_origins.clone(),
+    ));
+    // 0: one worker per core, as actix-web would choose (WEB_CONCURRENCY overrides it).
+    let workers = match state.settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
     let server = HttpServer::new(move || {
         App::new()
             .wrap(
@@ -167,9 +196,14 @@ fn build_server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Re
             )
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
             .app_data(state.clone())
+            .app_data(auth.clone())
+            .app_data(origins.clone())
+            .app_data(rendered.clone())
             .app_data(web::PayloadConfig::new(max_body))
+            .configure(ws::configure)
             .configure(http::configure(max_body))
     })
+    .workers(workers)
     .listen(listener)?
     // Signals are ours (`run_until_stopped`): the writer must drain before the server waits.
     .disable_signals()
@@ -179,35 +213,43 @@ fn build_server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Re
     Ok(server)
 }
 
-/// Syncs the specs to the database, computes each SQL exercise's expected result and builds the
-/// in-memory catalogue.
+/// Syncs the specs to the database, computes each SQL exercise's expected result (in the grader's
+/// guarded private database: content is compiled under the same guard as students' queries) and
+/// builds the in-memory catalogue.
 pub async fn load_catalogue(
     store: &Store,
     specs: &[CourseSpec],
     settings: &Settings,
 ) -> anyhow::Result<Catalogue> {
     let ids = store.sync_catalogue(specs).await?;
-    let mut expected: HashMap<String, ResultTable> = HashMap::new();
-    for course in specs {
-        for chapter in &course.chapters {
-            for ex in &chapter.exercises {
-                let f = &ex.file;
-                if let (Some(schema), Some(data), Some(solution)) =
-                    (&f.schema, &f.data, &f.solution)
-                {
-                    let table = sql_sandbox::evaluate(schema, data, solution)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "{}: SQL exercise {:?}",
-                                settings.content.dir.display(),
-                                ex.slug
-                            )
-                        })?;
-                    expected.insert(ex.slug.clone(), table);
-                }
-            }
+    let limits = settings.grading.sql_limits();
+    let specs_for_sql = specs.to_vec();
+    let dir = settings.content.dir.clone();
+    let expected = tokio::task::spawn_blocking(move || expected_results(&specs_for_sql, limits))
+        .await
+        .context("computing the SQL exercises' expected results")?
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    Catalogue::build(specs, &ids, &expected).map_err(anyhow::Error::msg)
+}
+
+/// Each SQL exercise's expected result by slug; the first failure names its exercise.
+pub fn expected_results(
+    specs: &[CourseSpec],
+    limits: SqlLimits,
+) -> Result<HashMap<String, ResultTable>, String> {
+    let mut expected = HashMap::new();
+    for ex in specs
+        .iter()
+        .flat_map(|c| &c.chapters)
+        .flat_map(|ch| &ch.exercises)
+    {
+        let f = &ex.file;
+        if let (Some(schema), Some(data), Some(solution)) = (&f.schema, &f.data, &f.solution) {
+            let table =
+                sql::expected_result(schema, data, solution, f.check_query.as_deref(), limits)
+                    .map_err(|e| format!("SQL exercise {:?}: `solution`: {e}", ex.slug))?;
+            expected.insert(ex.slug.clone(), table);
         }
     }
-    Catalogue::build(specs, &ids, &expected).map_err(anyhow::Error::msg)
+    Ok(expected)
 }

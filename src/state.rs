@@ -1,4 +1,5 @@
-//! What every request handler can reach: settings, the store, the catalogue and authentication.
+//! What every request handler can reach: settings, the store, the catalogue, authentication, the
+//! actors and this instance's sockets. Holds no type of an adapter (`http/`, `ws/`): both read it.
 
 use std::sync::Arc;
 
@@ -6,7 +7,7 @@ use crate::actors::registry::Registry;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::domain::catalogue::Catalogue;
-use crate::http::catalogue::RenderedCatalogue;
+use crate::sockets::WsHub;
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -14,11 +15,13 @@ pub struct AppState {
     pub settings: Settings,
     pub store: Store,
     pub catalogue: Arc<Catalogue>,
-    pub rendered: RenderedCatalogue,
-    /// Sessions (with their cache) and the sign-in throttles.
-    pub auth: Auth,
+    /// Sessions (with their cache) and the sign-in throttles; also registered as app data of
+    /// its own for the identity extractors.
+    pub auth: Arc<Auth>,
     /// Finds or starts the student and classroom actors.
     pub registry: Arc<Registry>,
     /// This instance's live sockets (counts per user, shutdown signal).
-    pub ws: Arc<crate::ws::WsHub>,
+    pub ws: Arc<WsHub>,
+    /// Grades MCQ, Parsons and SQL answers (SQL on its own threads).
+    pub grader: crate::grading::Grader,
 }

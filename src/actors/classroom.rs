@@ -99,6 +99,37 @@ pub struct Delta {
     pub event: Arc<ClassEvent>,
 }
 
+/// The dashboards' `delta` message (docs/protocol.md): built here, below the socket layer, so
+/// that the actor serialises each event once and hands the same bytes to every dashboard.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Frame<'a> {
+    Delta {
+        epoch: u64,
+        offset: u64,
+        #[serde(flatten)]
+        event: &'a ClassEvent,
+    },
+}
+
+impl Delta {
+    /// This event as a dashboard receives it, in stream `epoch`.
+    pub fn frame(&self, epoch: u64) -> Option<Arc<str>> {
+        let frame = Frame::Delta {
+            epoch,
+            offset: self.offset,
+            event: &self.event,
+        };
+        match serde_json::to_string(&frame) {
+            Ok(s) => Some(Arc::from(s)),
+            Err(e) => {
+                tracing::error!(error = %e, "serialising a class event failed");
+                None
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExerciseAggregate {
     pub exercise_id: ExerciseId,
@@ -351,7 +382,7 @@ impl ClassroomActor {
         if self.subscribers.is_empty() {
             return;
         }
-        let Some(frame) = crate::ws::protocol::delta_frame(self.epoch, delta) else {
+        let Some(frame) = delta.frame(self.epoch) else {
             return;
         };
         self.subscribers.retain(|_, s| {
@@ -813,5 +844,49 @@ impl Handler<Unsubscribe> for ClassroomActor {
     fn handle(&mut self, Unsubscribe(id): Unsubscribe, _ctx: &mut Self::Context) {
         self.last_active = Instant::now();
         self.subscribers.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn deltas_serialise_flat() {
+        let delta = Delta {
+            offset: 12,
+            event: Arc::new(ClassEvent::XpChanged {
+                student_id: UserId(4),
+                xp: 90,
+            }),
+        };
+        let v: Value = serde_json::from_str(&delta.frame(77).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "delta", "epoch": 77, "offset": 12, "kind": "xp_changed",
+                   "student_id": 4, "xp": 90})
+        );
+        let presence = ClassEvent::PresenceChanged {
+            student_id: UserId(4),
+            presence: Presence {
+                online: true,
+                exercise_id: Some(ExerciseId(3)),
+                running_tests: false,
+                since: Some(5),
+            },
+            at: 6,
+        };
+        let delta = Delta {
+            offset: 13,
+            event: Arc::new(presence),
+        };
+        let v: Value = serde_json::from_str(&delta.frame(77).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "delta", "epoch": 77, "offset": 13, "kind": "presence_changed",
+                   "student_id": 4, "online": true, "exercise_id": 3, "running_tests": false,
+                   "since": 5, "at": 6})
+        );
     }
 }

@@ -22,12 +22,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::registry::Registry;
 use super::writer::{WriteError, WriterHandle};
 use crate::bus::{ClassEvent, Presence, StuckReason};
-use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
+use crate::domain::ids::{AttemptId, ClassroomId, ExerciseId, HintId, UserId};
 use crate::domain::progress::{StudentProgress, level_for};
 use crate::domain::rules::{
     AttemptInput, AttemptOutcome, HintOutcome, evaluate_attempt, evaluate_hint,
 };
 use crate::domain::time::now_ms;
+use crate::domain::verdict::CheckedBy;
 use crate::store::progress::{AttemptRow, HintRow, ItemResult, StatsRow, WriteItem};
 
 /// Answers kept per student for resends that arrive after the answer (the database keeps them all).
@@ -40,13 +41,17 @@ const MAX_QUEUED: usize = 64;
 /// A validated submission.
 #[derive(Debug, Clone)]
 pub struct SubmitAttempt {
-    pub attempt_id: String,
+    pub attempt_id: AttemptId,
     pub exercise_id: ExerciseId,
     pub xp_reward: i32,
     pub passed: bool,
     pub score: i32,
     pub code: String,
     pub duration_ms: Option<i64>,
+    /// Who computed `passed` and `score`, what they said, and what the browser reported.
+    pub checked_by: CheckedBy,
+    pub feedback: Option<String>,
+    pub details: Option<String>,
     /// The student's socket that sent it, if any: it gets the answer directly, so the push of the
     /// answer to the student's sockets skips it.
     pub origin_socket: Option<u64>,
@@ -57,7 +62,7 @@ pub struct SubmitAttempt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitAnswer {
     pub success: bool,
-    pub attempt_id: String,
+    pub attempt_id: AttemptId,
     pub exercise_id: ExerciseId,
     pub passed: bool,
     pub score: i32,
@@ -68,6 +73,15 @@ pub struct SubmitAnswer {
     pub level_up: bool,
     pub new_badges: Vec<String>,
     pub new_achievements: Vec<String>,
+    /// Absent from answers stored before trusted grading: those were the browser's word.
+    #[serde(default = "browser")]
+    pub checked_by: CheckedBy,
+    #[serde(default)]
+    pub feedback: Option<String>,
+}
+
+fn browser() -> CheckedBy {
+    CheckedBy::Browser
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -181,9 +195,9 @@ pub struct StudentActor {
     queue: VecDeque<Pending>,
     busy: bool,
     /// Everyone waiting for an attempt's answer (the first sender and its resends).
-    waiting: HashMap<String, Vec<AnswerTx>>,
-    recent_answers: HashMap<String, SubmitAnswer>,
-    recent_order: VecDeque<String>,
+    waiting: HashMap<AttemptId, Vec<AnswerTx>>,
+    recent_answers: HashMap<AttemptId, SubmitAnswer>,
+    recent_order: VecDeque<AttemptId>,
     last_active: Instant,
     sockets: HashMap<u64, SocketSink>,
     presence: Presence,
@@ -371,7 +385,7 @@ impl StudentActor {
             .insert(answer.attempt_id.clone(), answer);
     }
 
-    fn answer_waiters(&mut self, attempt_id: &str, result: Result<SubmitAnswer, ActorError>) {
+    fn answer_waiters(&mut self, attempt_id: &AttemptId, result: Result<SubmitAnswer, ActorError>) {
         for tx in self.waiting.remove(attempt_id).unwrap_or_default() {
             let _ = tx.send(result.clone());
         }
@@ -462,6 +476,8 @@ impl StudentActor {
                 .iter()
                 .map(|a| a.code().to_owned())
                 .collect(),
+            checked_by: attempt.checked_by,
+            feedback: attempt.feedback.clone(),
         };
         let row = AttemptRow {
             attempt_id: attempt.attempt_id.clone(),
@@ -473,12 +489,15 @@ impl StudentActor {
             duration_ms: attempt.duration_ms,
             created_at: at_ms,
             outcome: serde_json::to_string(&answer).unwrap_or_default(),
+            checked_by: attempt.checked_by.as_str(),
+            details: attempt.details,
+            xp_awarded: outcome.xp_awarded,
             progress: outcome.progress.clone(),
             stats: self.stats_after(outcome.xp_after, Some(outcome.streak)),
             new_badges: outcome.new_badges.clone(),
             new_achievements: outcome.new_achievements.clone(),
         };
-        let rx = match self.writer.submit(WriteItem::Attempt(row)) {
+        let rx = match self.writer.submit(WriteItem::Attempt(Box::new(row))) {
             Ok(rx) => rx,
             Err(e) => {
                 self.release_rate_slot(at_ms);

@@ -20,7 +20,6 @@ use crate::config::AuthSettings;
 use crate::domain::accounts::Role;
 use crate::domain::ids::UserId;
 use crate::error::AppError;
-use crate::state::AppState;
 use crate::store::Store;
 
 pub use session::{NewSession, Sessions};
@@ -126,14 +125,13 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
 }
 
 fn resolve(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Identity, AppError>> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    // Registered as app data of its own by `startup` (auth sits below `AppState`).
+    let auth = req.app_data::<web::Data<Auth>>().cloned();
     let token = request_token(req);
     Box::pin(async move {
-        let state = state.ok_or_else(|| anyhow::anyhow!("AppState is not registered"))?;
+        let auth = auth.ok_or_else(|| anyhow::anyhow!("Auth is not registered"))?;
         let token = token.ok_or(AppError::Unauthorized)?;
-        state
-            .auth
-            .sessions
+        auth.sessions
             .resolve(&token)
             .await?
             .ok_or(AppError::Unauthorized)

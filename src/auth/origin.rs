@@ -15,7 +15,10 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, ResponseError, web};
 
 use crate::error::AppError;
-use crate::state::AppState;
+
+/// `server.allowed_origins`, registered as app data by `startup` for the guard below.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedOrigins(pub Vec<String>);
 
 /// The middleware: `web::scope(…).wrap(from_fn(origin::guard))`.
 pub async fn guard(
@@ -24,8 +27,8 @@ pub async fn guard(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if is_state_changing(req.method()) {
         let allowed: &[String] = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(&[], |s| &s.settings.server.allowed_origins);
+            .app_data::<web::Data<AllowedOrigins>>()
+            .map_or(&[], |a| &a.0);
         if let Err(refusal) = verdict(req.request(), allowed) {
             let response = refusal.error_response();
             return Ok(req.into_response(response).map_into_right_body());

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde::Serialize;
 
-use crate::domain::ids::{ClassroomId, ExerciseId, UserId};
+use crate::domain::ids::{AttemptId, ClassroomId, ExerciseId, UserId};
 use crate::domain::progress::{Achievement, Badge, ExerciseProgress};
 
 /// What happens in a class, as its `ClassroomActor`s (one per instance) fold it.
@@ -16,7 +16,7 @@ pub enum ClassEvent {
     AttemptRecorded {
         student_id: UserId,
         exercise_id: ExerciseId,
-        attempt_id: String,
+        attempt_id: AttemptId,
         passed: bool,
         score: i32,
         at: i64,

@@ -121,10 +121,27 @@ pub struct ExerciseFile {
     pub schema: Option<String>,
     pub data: Option<String>,
     pub order_matters: Option<bool>,
+    /// A data-changing exercise (INSERT/UPDATE/DELETE): the query whose result after the
+    /// student's statements is compared with its result after `solution`'s.
+    pub check_query: Option<String>,
     // mcq
     #[serde(default)]
     pub choices: Vec<Choice>,
     pub explanation: Option<String>,
+    // python, sql: known wrong answers and accepted alternatives, for the content test only
+    // (never served). See content/README.md.
+    #[serde(default)]
+    pub wrong_answers: Vec<KnownAnswer>,
+    #[serde(default)]
+    pub alternatives: Vec<KnownAnswer>,
+}
+
+/// A wrong answer the tests must refuse, or an alternative they must accept (`why` in French).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownAnswer {
+    pub why: String,
+    pub code: String,
 }
 
 fn default_difficulty() -> i32 {
@@ -298,6 +315,22 @@ impl ExerciseFile {
                 ));
             }
         }
+        let known = [
+            ("wrong_answers", &self.wrong_answers),
+            ("alternatives", &self.alternatives),
+        ];
+        for (field, answers) in known {
+            if !answers.is_empty() && !matches!(kind, ExerciseKind::Python | ExerciseKind::Sql) {
+                return Err(format!(
+                    "`{field}` does not apply to a {} exercise",
+                    kind.as_str()
+                ));
+            }
+            for (i, a) in answers.iter().enumerate() {
+                non_blank(&format!("{field}[{i}].why"), &a.why)?;
+                non_blank(&format!("{field}[{i}].code"), &a.code)?;
+            }
+        }
         let has_tests = some_if(!self.tests.is_empty());
         let has_choices = some_if(!self.choices.is_empty());
         match kind {
@@ -334,10 +367,14 @@ impl ExerciseFile {
                 forbid(kind, "schema", self.schema.as_ref())?;
                 forbid(kind, "data", self.data.as_ref())?;
                 forbid(kind, "order_matters", self.order_matters)?;
+                forbid(kind, "check_query", self.check_query.as_ref())?;
                 forbid(kind, "choices", has_choices)?;
                 forbid(kind, "explanation", self.explanation.as_ref())?;
             }
             ExerciseKind::Sql => {
+                if let Some(q) = &self.check_query {
+                    non_blank("check_query", q)?;
+                }
                 require(kind, "schema", &self.schema)?;
                 require(kind, "data", &self.data)?;
                 require(kind, "solution", &self.solution)?;
@@ -364,10 +401,16 @@ impl ExerciseFile {
                 forbid(kind, "schema", self.schema.as_ref())?;
                 forbid(kind, "data", self.data.as_ref())?;
                 forbid(kind, "order_matters", self.order_matters)?;
+                forbid(kind, "check_query", self.check_query.as_ref())?;
             }
         }
         Ok(())
     }
+}
+
+/// The id of an MCQ choice as served: `c0`, `c1`… in the file's order.
+pub fn choice_id(index: usize) -> String {
+    format!("c{index}")
 }
 
 /// Checks what spans files: slugs unique across the whole catalogue, at least one course.
@@ -408,6 +451,57 @@ pub fn parsons_lines(solution: &str) -> Vec<String> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.trim_end().to_owned())
+        .collect()
+}
+
+/// One line of a Parsons exercise: its id (6 hex characters from a hash of the slug and its place
+/// in the solution, so that ids reveal nothing of the order), its text without the leading
+/// indentation, and its indentation level in the solution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsonsLine {
+    pub id: String,
+    pub text: String,
+    pub indent: usize,
+}
+
+/// The solution's lines with their ids and indentation levels (one level: the smallest
+/// indentation the solution uses, usually 4 spaces; a tab counts 4).
+pub fn parsons_items(slug: &str, solution: &str) -> Vec<ParsonsLine> {
+    use sha2::{Digest, Sha256};
+    let lines = parsons_lines(solution);
+    let width = |l: &str| -> usize {
+        l.chars()
+            .take_while(|c| c.is_whitespace())
+            .map(|c| if c == '\t' { 4 } else { 1 })
+            .sum()
+    };
+    let unit = lines
+        .iter()
+        .map(|l| width(l))
+        .filter(|w| *w > 0)
+        .min()
+        .unwrap_or(4);
+    let mut ids = HashSet::new();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            // A clash between two 6-hex ids of one exercise is ~1e-6; salt again until unique.
+            let mut salt = 0u32;
+            let id = loop {
+                let digest = Sha256::digest(format!("{slug}:{i}:{salt}").as_bytes());
+                let id = format!("{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2]);
+                if ids.insert(id.clone()) {
+                    break id;
+                }
+                salt += 1;
+            };
+            ParsonsLine {
+                id,
+                text: l.trim_start().to_owned(),
+                indent: (width(l) + unit / 2) / unit,
+            }
+        })
         .collect()
 }
 
@@ -517,8 +611,12 @@ pub enum ExerciseBody {
         solution: String,
     },
     Parsons {
-        /// The lines as shown to the student (a fixed shuffle of the solution).
-        shuffled_lines: Vec<String>,
+        /// The solution's lines, in the solution's order.
+        lines: Vec<ParsonsLine>,
+        /// The order they are shown in (indexes into `lines`): a fixed shuffle.
+        shown: Vec<usize>,
+        /// Whether indentation is part of the answer (the solution indents some line).
+        indented: bool,
         tests: Vec<TestCase>,
         solution: String,
     },
@@ -527,7 +625,10 @@ pub enum ExerciseBody {
         data: String,
         starter_code: String,
         order_matters: bool,
-        /// The reference query's result on the data: what the student's query must return.
+        /// For a data-changing exercise: the query run after the statements (see content/README.md).
+        check_query: Option<String>,
+        /// The reference query's result on the data (or `check_query`'s after `solution`): what
+        /// the student's answer must give.
         expected: ResultTable,
         solution: String,
     },
@@ -596,16 +697,28 @@ impl Catalogue {
                             tests: f.tests.clone(),
                             solution,
                         },
-                        ExerciseKind::Parsons => ExerciseBody::Parsons {
-                            shuffled_lines: parsons_shuffle(&es.slug, &parsons_lines(&solution)),
-                            tests: f.tests.clone(),
-                            solution,
-                        },
+                        ExerciseKind::Parsons => {
+                            let lines = parsons_items(&es.slug, &solution);
+                            let order: Vec<String> =
+                                (0..lines.len()).map(|i| i.to_string()).collect();
+                            let shown = parsons_shuffle(&es.slug, &order)
+                                .iter()
+                                .filter_map(|i| i.parse().ok())
+                                .collect();
+                            ExerciseBody::Parsons {
+                                indented: lines.iter().any(|l| l.indent > 0),
+                                lines,
+                                shown,
+                                tests: f.tests.clone(),
+                                solution,
+                            }
+                        }
                         ExerciseKind::Sql => ExerciseBody::Sql {
                             schema: f.schema.clone().unwrap_or_default(),
                             data: f.data.clone().unwrap_or_default(),
                             starter_code: f.starter_code.clone().unwrap_or_default(),
                             order_matters: f.order_matters.unwrap_or(false),
+                            check_query: f.check_query.clone(),
                             expected: sql_expected
                                 .get(&es.slug)
                                 .cloned()

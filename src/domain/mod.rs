@@ -7,3 +7,4 @@ pub mod ids;
 pub mod progress;
 pub mod rules;
 pub mod time;
+pub mod verdict;

@@ -8,10 +8,9 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, get, web};
 use serde_json::{Value, json};
 
-use crate::domain::catalogue::{Catalogue, Chapter, Exercise, ExerciseBody};
+use crate::domain::catalogue::{Catalogue, Chapter, Exercise, ExerciseBody, choice_id};
 use crate::domain::ids::ExerciseId;
 use crate::error::{AppError, Result};
-use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list_courses)
@@ -19,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_exercise);
 }
 
-/// The catalogue's JSON answers, rendered once.
+/// The catalogue's JSON answers, rendered once. The HTTP adapter's own state: `startup` registers
+/// it as app data beside `AppState`, which holds nothing of an adapter's.
 #[derive(Debug)]
 pub struct RenderedCatalogue {
     courses: Bytes,
@@ -111,15 +111,25 @@ fn exercise_view(e: &Exercise) -> Value {
             solution: _,
         } => json!({ "starter_code": starter_code, "tests": tests }),
         ExerciseBody::Parsons {
-            shuffled_lines,
+            lines,
+            shown,
+            indented,
             tests,
             solution: _,
-        } => json!({ "lines": shuffled_lines, "tests": tests }),
+        } => json!({
+            // Shuffled, without indentation; ids reveal nothing of the order.
+            "lines": shown.iter().filter_map(|i| lines.get(*i)).map(|l| json!({
+                "id": l.id, "text": l.text,
+            })).collect::<Vec<_>>(),
+            "indent": indented,
+            "tests": tests,
+        }),
         ExerciseBody::Sql {
             schema,
             data,
             starter_code,
             order_matters,
+            check_query,
             expected,
             solution: _,
         } => json!({
@@ -127,13 +137,14 @@ fn exercise_view(e: &Exercise) -> Value {
             "data": data,
             "starter_code": starter_code,
             "order_matters": order_matters,
+            "modifies_data": check_query.is_some(),
             "expected": expected,
         }),
         ExerciseBody::Mcq {
             choices,
             explanation: _,
         } => json!({
-            "choices": choices.iter().enumerate().map(|(i, c)| json!({ "index": i, "text": c.text }))
+            "choices": choices.iter().enumerate().map(|(i, c)| json!({ "id": choice_id(i), "text": c.text }))
                 .collect::<Vec<_>>(),
             "multiple": choices.iter().filter(|c| c.correct).count() > 1,
         }),
@@ -156,14 +167,16 @@ fn json_bytes(body: &Bytes) -> HttpResponse {
 }
 
 #[get("/courses")]
-async fn list_courses(state: web::Data<AppState>) -> HttpResponse {
-    json_bytes(&state.rendered.courses)
+async fn list_courses(rendered: web::Data<RenderedCatalogue>) -> HttpResponse {
+    json_bytes(&rendered.courses)
 }
 
 #[get("/chapters/{slug}")]
-async fn get_chapter(state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse> {
-    state
-        .rendered
+async fn get_chapter(
+    rendered: web::Data<RenderedCatalogue>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    rendered
         .chapters
         .get(slug.as_str())
         .map(json_bytes)
@@ -171,9 +184,12 @@ async fn get_chapter(state: web::Data<AppState>, slug: web::Path<String>) -> Res
 }
 
 #[get("/exercises/{id}")]
-async fn get_exercise(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse> {
+async fn get_exercise(
+    rendered: web::Data<RenderedCatalogue>,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
     ExerciseId::parse(&id)
-        .and_then(|id| state.rendered.exercises.get(&id))
+        .and_then(|id| rendered.exercises.get(&id))
         .map(json_bytes)
         .ok_or(AppError::NotFound("Exercice introuvable."))
 }

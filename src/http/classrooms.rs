@@ -134,6 +134,8 @@ struct ClassroomChanges {
     school: Option<String>,
     /// `true` archives the class (it refuses new students), `false` brings it back.
     archived: Option<bool>,
+    /// `true`: the leaderboard counts only XP from server-checked attempts.
+    leaderboard_server_checked_only: Option<bool>,
 }
 
 #[patch("/classrooms/{id}")]
@@ -166,6 +168,12 @@ async fn update_classroom(
             now_ms(),
         )
         .await?;
+    if let Some(on) = body.leaderboard_server_checked_only {
+        state
+            .store
+            .set_leaderboard_server_checked_only(classroom.id, on)
+            .await?;
+    }
     let updated = owned(&state, teacher, &classroom.id.to_string()).await?;
     Ok(HttpResponse::Ok().json(views::classroom(&updated)))
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use actix_web::{HttpResponse, get, web};
 
 use crate::actors::writer::{BATCH_SIZE_BUCKETS, FLUSH_MS_BUCKETS};
+use crate::sockets::SocketKind;
 use crate::state::AppState;
-use crate::ws::SocketKind;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(metrics);

@@ -3,9 +3,12 @@
 pub mod auth;
 pub mod catalogue;
 pub mod classrooms;
+pub mod data_care;
 pub mod health;
+pub mod history;
 pub mod me;
 pub mod metrics;
+pub mod pages;
 pub mod progress;
 pub mod submissions;
 pub mod views;
@@ -16,7 +19,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::AppError;
 
-/// Registers every route, the JSON/path/query error mapping and the JSON 404 for unknown paths.
+/// Registers every HTTP route, the JSON/path/query error mapping and the JSON 404 for unknown
+/// paths. (The socket routes are `ws::configure`, registered beside these by `startup`.)
 pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(json_config(max_body_bytes))
@@ -32,11 +36,13 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
                     .configure(auth::configure)
                     .configure(me::configure)
                     .configure(classrooms::configure)
+                    .configure(data_care::configure)
                     .configure(submissions::configure)
-                    .configure(progress::configure),
+                    .configure(progress::configure)
+                    .configure(history::configure),
             )
             .configure(submissions::configure_legacy)
-            .configure(crate::ws::configure)
+            .configure(pages::configure)
             .default_service(web::to(not_found));
     }
 }

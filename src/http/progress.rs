@@ -1,19 +1,19 @@
 //! Reads from the hot state (the actors), never from the database once an actor is loaded:
 //! a student's own progress and badges, a class's progress grid and leaderboard; and hint
-//! reveals, which go through the student's actor like submissions.
+//! reveals, which go through the student's actor like submissions. The views are
+//! `service::views`, shared with the student's socket.
 
 use actix_web::{HttpResponse, get, post, web};
 use serde_json::{Value, json};
 
-use crate::actors::classroom::{Access, CheckAccess, GetLeaderboard, GetSnapshot};
-use crate::actors::student::{GetProgress, RevealHint};
+use crate::actors::classroom::{GetLeaderboard, GetSnapshot, LeaderboardEntry};
+use crate::actors::student::GetProgress;
 use crate::auth::{Identity, StudentIdentity, TeacherIdentity};
-use crate::domain::ids::UserId;
-use crate::domain::ids::{ClassroomId, HintId};
-use crate::domain::progress::{Achievement, Badge, StudentProgress, paris_day};
-use crate::domain::time::now_ms;
+use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
+use crate::domain::progress::level_for;
 use crate::error::{AppError, Result};
-use crate::http::submissions::actor_error;
+use crate::service::access::{Need, require_classroom};
+use crate::service::views::{badges_view, progress_view, reveal};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,77 +33,17 @@ async fn my_progress(state: web::Data<AppState>, student: StudentIdentity) -> Re
     Ok(HttpResponse::Ok().json(progress_view(&p)))
 }
 
-/// A student's progress as `GET /me/progress` and the socket's `progress` message show it.
-pub fn progress_view(p: &StudentProgress) -> Value {
-    let mut exercises: Vec<_> = p.exercises.iter().collect();
-    exercises.sort_by_key(|(id, _)| **id);
-    json!({
-        "student_id": p.student_id,
-        "xp": p.xp,
-        "level": p.level(),
-        "passed_count": p.passed_count(),
-        "streak": {
-            "current": p.streak.current_on(paris_day(now_ms())),
-            "longest": p.streak.longest,
-        },
-        "hints_used": p.hints_used.len(),
-        "exercises": exercises.into_iter().map(|(id, e)| json!({
-            "exercise_id": id,
-            "attempts": e.attempts,
-            "failed_attempts": e.failed_attempts,
-            "best_score": e.best_score,
-            "passed": e.passed,
-            "first_passed_at": e.first_passed_at,
-            "last_attempt_at": e.last_attempt_at,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 #[get("/me/badges")]
 async fn my_badges(state: web::Data<AppState>, student: StudentIdentity) -> Result<HttpResponse> {
     let p = state
         .registry
         .ask_student(student.user_id, GetProgress)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "xp": p.xp,
-        "level": p.level(),
-        "badges": Badge::ALL.iter().map(|b| json!({
-            "code": b.code(),
-            "title": b.title(),
-            "xp_required": b.threshold(),
-            "earned": p.badges.contains(b),
-        })).collect::<Vec<_>>(),
-        "achievements": Achievement::ALL.iter().map(|a| json!({
-            "code": a.code(),
-            "title": a.title(),
-            "xp_bonus": a.xp_bonus(),
-            "earned": p.achievements.contains(a),
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(badges_view(&p)))
 }
 
 fn classroom_id(raw: &str) -> Result<ClassroomId> {
     ClassroomId::parse(raw).ok_or(AppError::NotFound("Classe introuvable."))
-}
-
-/// The class's access for this user; anything but `wanted` answers 404 (a class that is not the
-/// caller's does not exist for them).
-async fn require(
-    state: &AppState,
-    id: ClassroomId,
-    user: Identity,
-    teacher_only: bool,
-) -> Result<()> {
-    let access = state
-        .registry
-        .ask_classroom(id, CheckAccess(user.user_id))
-        .await?;
-    match access {
-        Access::Teacher => Ok(()),
-        Access::Member if !teacher_only => Ok(()),
-        _ => Err(AppError::NotFound("Classe introuvable.")),
-    }
 }
 
 #[get("/classrooms/{id}/progress")]
@@ -113,13 +53,39 @@ async fn classroom_progress(
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = classroom_id(&id)?;
-    let user = Identity {
-        user_id: teacher.user_id,
-        role: teacher.role,
-    };
-    require(&state, id, user, true).await?;
+    require_classroom(&state, id, teacher.user_id, Need::Teacher).await?;
     let snapshot = state.registry.ask_classroom(id, GetSnapshot).await?;
-    Ok(HttpResponse::Ok().json(snapshot))
+    let mut body = serde_json::to_value(&snapshot).map_err(anyhow::Error::from)?;
+    add_checked_by(&state, id, &mut body).await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Each grid cell says how its attempts were checked: `{"server": n, "browser": m}` (read from
+/// the database when a teacher opens the class's progress, not on the submission path).
+async fn add_checked_by(state: &AppState, id: ClassroomId, body: &mut Value) -> Result<()> {
+    let counts = state.store.classroom_checked_by(id).await?;
+    if let Some(Value::Array(grid)) = body.get_mut("grid") {
+        for cell in grid {
+            let key = (
+                cell.get("student_id").and_then(Value::as_i64),
+                cell.get("exercise_id").and_then(Value::as_i64),
+            );
+            let (Some(student), Some(exercise)) = key else {
+                continue;
+            };
+            let c = counts
+                .get(&(UserId(student), ExerciseId(exercise)))
+                .copied()
+                .unwrap_or_default();
+            if let Value::Object(map) = cell {
+                map.insert(
+                    "checked_by".into(),
+                    json!({ "server": c.server, "browser": c.browser }),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[get("/classrooms/{id}/leaderboard")]
@@ -129,9 +95,43 @@ async fn classroom_leaderboard(
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = classroom_id(&id)?;
-    require(&state, id, user, false).await?;
+    require_classroom(&state, id, user.user_id, Need::Member).await?;
     let entries = state.registry.ask_classroom(id, GetLeaderboard).await?;
+    let entries = server_checked_only(&state, id, entries).await?;
     Ok(HttpResponse::Ok().json(json!({ "classroom_id": id, "entries": entries })))
+}
+
+/// With the class setting `leaderboard_server_checked_only`, the same students ranked by the XP
+/// their server-checked attempts earned (read from the database: the hot state holds total XP).
+async fn server_checked_only(
+    state: &AppState,
+    id: ClassroomId,
+    entries: Vec<LeaderboardEntry>,
+) -> Result<Vec<LeaderboardEntry>> {
+    if !state.store.leaderboard_server_checked_only(id).await? {
+        return Ok(entries);
+    }
+    let xp = state.store.server_checked_xp(id).await?;
+    let mut out: Vec<LeaderboardEntry> = entries
+        .into_iter()
+        .map(|e| {
+            let xp = xp.get(&e.student_id).copied().unwrap_or(0);
+            LeaderboardEntry {
+                xp,
+                level: level_for(xp),
+                ..e
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| b.xp.cmp(&a.xp).then_with(|| a.pseudonym.cmp(&b.pseudonym)));
+    for i in 0..out.len() {
+        out[i].rank = if i > 0 && out[i - 1].xp == out[i].xp {
+            out[i - 1].rank
+        } else {
+            i + 1
+        };
+    }
+    Ok(out)
 }
 
 #[post("/hints/{id}/reveal")]
@@ -142,34 +142,4 @@ async fn reveal_hint(
 ) -> Result<HttpResponse> {
     let hint_id = HintId::parse(&id).ok_or(AppError::NotFound("Indice introuvable."))?;
     Ok(HttpResponse::Ok().json(reveal(&state, student.user_id, hint_id).await?))
-}
-
-/// Reveals a hint (HTTP and the socket's `hint_reveal`): the body both answer.
-pub async fn reveal(state: &AppState, student: UserId, hint_id: HintId) -> Result<Value> {
-    let (exercise, hint) = state
-        .catalogue
-        .hint(hint_id)
-        .ok_or(AppError::NotFound("Indice introuvable."))?;
-    let answer = state
-        .registry
-        .ask_student(
-            student,
-            RevealHint {
-                hint_id: hint.id,
-                xp_cost: hint.xp_cost,
-            },
-        )
-        .await?
-        .map_err(actor_error)?;
-    Ok(json!({
-        "hint_id": hint.id,
-        "exercise_id": exercise.id,
-        "position": hint.position,
-        "text": hint.text,
-        "xp_cost": hint.xp_cost,
-        "xp_spent": answer.xp_spent,
-        "already_revealed": answer.already_revealed,
-        "total_xp": answer.total_xp,
-        "level": answer.level,
-    }))
 }

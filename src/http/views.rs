@@ -34,6 +34,7 @@ pub fn classroom(c: &Classroom) -> Value {
         "created_at": c.created_at,
         "archived_at": c.archived_at,
         "student_count": c.student_count,
+        "leaderboard_server_checked_only": c.leaderboard_server_checked_only,
     })
 }
 

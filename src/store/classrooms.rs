@@ -19,6 +19,8 @@ pub struct Classroom {
     pub created_at: i64,
     pub archived_at: Option<i64>,
     pub student_count: i64,
+    /// The leaderboard counts only server-checked XP (trusted grading).
+    pub leaderboard_server_checked_only: bool,
 }
 
 /// One student of a class.
@@ -89,6 +91,7 @@ macro_rules! classroom_from_row {
             created_at: $r.try_get("created_at")?,
             archived_at: $r.try_get("archived_at")?,
             student_count: $r.try_get("student_count")?,
+            leaderboard_server_checked_only: $r.try_get("leaderboard_server_checked_only")?,
         }
     };
 }
@@ -119,7 +122,7 @@ macro_rules! assignment_from_row {
 }
 
 const CLASSROOM_COLUMNS: &str = "c.id, c.teacher_id, c.name, c.school, c.join_code, c.created_at, \
-     c.archived_at, (SELECT COUNT(*) FROM enrollments e WHERE e.classroom_id = c.id) AS student_count";
+     c.archived_at, c.leaderboard_server_checked_only, (SELECT COUNT(*) FROM enrollments e WHERE e.classroom_id = c.id) AS student_count";
 
 const STUDENT_CLASS_SELECT: &str = "SELECT c.id, c.name, c.school, t.display_name AS teacher_name,
             e.pseudonym, e.joined_at, c.archived_at
@@ -164,6 +167,7 @@ impl Store {
                         created_at: now,
                         archived_at: None,
                         student_count: 0,
+                        leaderboard_server_checked_only: false,
                     });
                 }
                 Err(e) if is_unique_violation(&e) => continue,

@@ -7,9 +7,11 @@
 
 pub mod catalogue;
 pub mod classrooms;
+pub mod data_care;
+pub mod grading;
+pub mod history;
 pub mod progress;
 pub mod sessions;
-pub mod sql_sandbox;
 pub mod users;
 
 use std::str::FromStr;
@@ -92,17 +94,31 @@ impl Store {
     /// and runs the migrations.
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Store> {
         let acquire_timeout = Duration::from_secs(settings.acquire_timeout_secs);
+        let connect_timeout = Duration::from_secs(settings.connect_timeout_secs);
         let pool = match settings.target() {
             DatabaseTarget::Postgres(url) => {
-                let options = PgConnectOptions::from_str(url.expose_secret())
+                let mut options = PgConnectOptions::from_str(url.expose_secret())
                     .context("DATABASE_URL is not a valid postgres:// URL")?
                     .application_name("nsi-live");
-                let pool = PgPoolOptions::new()
+                if settings.statement_timeout_ms > 0 {
+                    // A startup parameter: every connection of the pool has it, from its first
+                    // statement on, without an extra round trip.
+                    let timeout = settings.statement_timeout_ms.to_string();
+                    options = options.options([("statement_timeout", timeout.as_str())]);
+                }
+                let connect = PgPoolOptions::new()
                     .max_connections(settings.max_connections)
                     .min_connections(settings.min_connections)
                     .acquire_timeout(acquire_timeout)
-                    .connect_with(options)
+                    .connect_with(options);
+                let pool = tokio::time::timeout(connect_timeout, connect)
                     .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "PostgreSQL (DATABASE_URL) did not answer within database.connect_timeout_secs ({} s)",
+                            settings.connect_timeout_secs
+                        )
+                    })?
                     // The error from sqlx does not include the password; the URL is not echoed.
                     .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
                 Pool::Postgres(pool)

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{QueryBuilder, Row};
 
 use super::{Pool, Store, on_pool};
-use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
+use crate::domain::ids::{AttemptId, ClassroomId, ExerciseId, HintId, UserId};
 use crate::domain::progress::{Achievement, Badge, ExerciseProgress, Streak, StudentProgress};
 
 /// A student's XP and streak, written whole (the student's actor is its only writer).
@@ -19,7 +19,7 @@ pub struct StatsRow {
 
 #[derive(Debug, Clone)]
 pub struct AttemptRow {
-    pub attempt_id: String,
+    pub attempt_id: AttemptId,
     pub student_id: UserId,
     pub exercise_id: ExerciseId,
     pub passed: bool,
@@ -29,6 +29,11 @@ pub struct AttemptRow {
     pub created_at: i64,
     /// The answer given to the submitter (JSON), kept for resends.
     pub outcome: String,
+    /// `server` or `browser` (who computed `passed` and `score`).
+    pub checked_by: &'static str,
+    /// What the browser reported (Python's per-test results, JSON).
+    pub details: Option<String>,
+    pub xp_awarded: i64,
     pub progress: ExerciseProgress,
     pub stats: StatsRow,
     pub new_badges: Vec<Badge>,
@@ -46,7 +51,8 @@ pub struct HintRow {
 
 #[derive(Debug, Clone)]
 pub enum WriteItem {
-    Attempt(AttemptRow),
+    /// Boxed: an attempt row is several times the size of a hint row.
+    Attempt(Box<AttemptRow>),
     Hint(HintRow),
 }
 
@@ -116,16 +122,16 @@ macro_rules! fetch_duplicates {
         let mut found: HashMap<String, (UserId, String)> = HashMap::new();
         for a in $attempts
             .iter()
-            .filter(|a| !$inserted.contains(&a.attempt_id))
+            .filter(|a| !$inserted.contains(a.attempt_id.as_str()))
         {
             if let Some(r) =
                 sqlx::query("SELECT student_id, outcome FROM attempts WHERE attempt_id = $1")
-                    .bind(&a.attempt_id)
+                    .bind(a.attempt_id.as_str())
                     .fetch_optional(&mut *$conn)
                     .await?
             {
                 found.insert(
-                    a.attempt_id.clone(),
+                    a.attempt_id.to_string(),
                     (UserId(r.try_get("student_id")?), r.try_get("outcome")?),
                 );
             }
@@ -357,7 +363,7 @@ impl Store {
             .iter()
             .enumerate()
             .filter_map(|(index, item)| match item {
-                WriteItem::Attempt(a) if first.is_first(index, a) => Some(a),
+                WriteItem::Attempt(a) if first.is_first(index, a) => Some(&**a),
                 _ => None,
             })
             .collect();
@@ -399,13 +405,13 @@ impl Store {
                     ItemResult::Written
                 }
                 // Stored before this batch: its owner and the answer stored with it.
-                WriteItem::Attempt(a) => match duplicates.get(&a.attempt_id) {
+                WriteItem::Attempt(a) => match duplicates.get(a.attempt_id.as_str()) {
                     Some((student_id, outcome)) => ItemResult::Duplicate {
                         student_id: *student_id,
                         outcome: outcome.clone(),
                     },
                     // A later copy of an id this batch wrote: the first copy's owner and answer.
-                    None if inserted.contains(&a.attempt_id) => {
+                    None if inserted.contains(a.attempt_id.as_str()) => {
                         let original = first.copy_of(items, a);
                         ItemResult::Duplicate {
                             student_id: original.student_id,
@@ -446,7 +452,7 @@ impl<'a> FirstCopies<'a> {
     }
 
     fn is_written(&self, index: usize, a: &AttemptRow, inserted: &HashSet<String>) -> bool {
-        self.is_first(index, a) && inserted.contains(&a.attempt_id)
+        self.is_first(index, a) && inserted.contains(a.attempt_id.as_str())
     }
 
     /// The first copy of `a`'s id (`a` itself if it is the first).
@@ -512,16 +518,18 @@ mod pg {
         let conn: &mut PgConnection = tx;
         let rows = sqlx::query(
             "INSERT INTO attempts (attempt_id, student_id, exercise_id, passed, score, code,
-                                   duration_ms, created_at, outcome)
+                                   duration_ms, created_at, outcome, checked_by, details,
+                                   xp_awarded)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bool[], $5::int[],
-                                  $6::text[], $7::bigint[], $8::bigint[], $9::text[])
+                                  $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::text[],
+                                  $11::text[], $12::bigint[])
              ON CONFLICT (attempt_id) DO NOTHING
              RETURNING attempt_id",
         )
         .bind(
             attempts
                 .iter()
-                .map(|a| a.attempt_id.clone())
+                .map(|a| a.attempt_id.to_string())
                 .collect::<Vec<_>>(),
         )
         .bind(attempts.iter().map(|a| a.student_id.0).collect::<Vec<_>>())
@@ -537,6 +545,14 @@ mod pg {
                 .map(|a| a.outcome.clone())
                 .collect::<Vec<_>>(),
         )
+        .bind(attempts.iter().map(|a| a.checked_by).collect::<Vec<_>>())
+        .bind(
+            attempts
+                .iter()
+                .map(|a| a.details.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(attempts.iter().map(|a| a.xp_awarded).collect::<Vec<_>>())
         .fetch_all(conn)
         .await?;
         rows.iter()
@@ -638,10 +654,11 @@ mod sqlite {
             let conn: &mut SqliteConnection = tx;
             let mut qb = QueryBuilder::new(
                 "INSERT INTO attempts (attempt_id, student_id, exercise_id, passed, score, code,
-                                       duration_ms, created_at, outcome) ",
+                                       duration_ms, created_at, outcome, checked_by, details,
+                                       xp_awarded) ",
             );
             qb.push_values(chunk, |mut b, a| {
-                b.push_bind(a.attempt_id.clone())
+                b.push_bind(a.attempt_id.to_string())
                     .push_bind(a.student_id.0)
                     .push_bind(a.exercise_id.0)
                     .push_bind(a.passed)
@@ -649,7 +666,10 @@ mod sqlite {
                     .push_bind(a.code.clone())
                     .push_bind(a.duration_ms)
                     .push_bind(a.created_at)
-                    .push_bind(a.outcome.clone());
+                    .push_bind(a.outcome.clone())
+                    .push_bind(a.checked_by)
+                    .push_bind(a.details.clone())
+                    .push_bind(a.xp_awarded);
             });
             qb.push(" ON CONFLICT (attempt_id) DO NOTHING RETURNING attempt_id");
             for r in qb.build().fetch_all(conn).await? {

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actors::classroom::{ClassroomSnapshot, Delta};
+use crate::actors::classroom::ClassroomSnapshot;
 use crate::actors::student::SubmitAnswer;
-use crate::bus::ClassEvent;
 use crate::domain::ids::{ClassroomId, ExerciseId, HintId, UserId};
 use crate::domain::progress::{Achievement, Badge};
 
@@ -107,12 +106,16 @@ pub enum StudentRequest {
         exercise_id: ExerciseId,
         #[serde(default)]
         attempt_id: Option<String>,
-        passed: bool,
-        score: i64,
-        #[serde(default)]
-        code: Option<String>,
         #[serde(default)]
         duration_ms: Option<i64>,
+        /// The student's answer, by the exercise's type (docs/protocol.md).
+        #[serde(default)]
+        answer: Option<serde_json::Value>,
+        /// Read only to refuse them (`verdict_not_accepted`): the server grades.
+        #[serde(default)]
+        passed: Option<serde_json::Value>,
+        #[serde(default)]
+        score: Option<serde_json::Value>,
     },
     /// The exercise the tab shows (`null`: none).
     Focus {
@@ -242,12 +245,8 @@ pub enum ServerMessage<'a> {
         after_offset: u64,
         count: usize,
     },
-    Delta {
-        epoch: u64,
-        offset: u64,
-        #[serde(flatten)]
-        event: &'a ClassEvent,
-    },
+    // `delta` frames are serialised by the class's actor, once per event for all its dashboards
+    // (`actors::classroom::Delta::frame`).
 }
 
 impl ServerMessage<'_> {
@@ -260,16 +259,6 @@ impl ServerMessage<'_> {
             }
         }
     }
-}
-
-/// A class event as dashboards receive it (serialised once per event by the class's actor).
-pub fn delta_frame(epoch: u64, delta: &Delta) -> Option<Arc<str>> {
-    ServerMessage::Delta {
-        epoch,
-        offset: delta.offset,
-        event: &delta.event,
-    }
-    .encode()
 }
 
 /// What a stored attempt tells its student: the answer, then each badge, achievement and level.
@@ -308,6 +297,7 @@ pub fn answer_messages(answer: &SubmitAnswer) -> Vec<ServerMessage<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::AttemptId;
     use serde_json::json;
 
     fn student(text: &str) -> Result<StudentRequest, Close> {
@@ -318,15 +308,15 @@ mod tests {
     fn student_requests_parse() {
         assert_eq!(
             student(
-                r#"{"type":"submit","exercise_id":7,"attempt_id":"a","passed":true,"score":100}"#
+                r#"{"type":"submit","exercise_id":7,"attempt_id":"a","answer":{"choices":["c1"]}}"#
             ),
             Ok(StudentRequest::Submit {
                 exercise_id: ExerciseId(7),
                 attempt_id: Some("a".into()),
-                passed: true,
-                score: 100,
-                code: None,
                 duration_ms: None,
+                answer: Some(json!({"choices": ["c1"]})),
+                passed: None,
+                score: None,
             })
         );
         assert_eq!(
@@ -369,7 +359,7 @@ mod tests {
             r#"{"kind":"ping"}"#,
             r#"{"type":3}"#,
             r#"{"type":"submit","exercise_id":"seven","passed":true,"score":1}"#,
-            r#"{"type":"submit","exercise_id":7}"#,
+            r#"{"type":"submit","answer":{"query":"SELECT 1"}}"#,
             r#"{"type":"focus","exercise_id":-"#,
         ] {
             assert_eq!(student(bad), Err(Close::BadMessage), "{bad}");
@@ -440,41 +430,6 @@ mod tests {
             json!({"type": "welcome", "protocol_version": 1, "role": "student", "user_id": 4,
                    "heartbeat_interval_secs": 15, "max_frame_bytes": 65536})
         );
-        let event = ClassEvent::XpChanged {
-            student_id: UserId(4),
-            xp: 90,
-        };
-        let delta = Delta {
-            offset: 12,
-            event: Arc::new(event),
-        };
-        let v: Value = serde_json::from_str(&delta_frame(77, &delta).unwrap()).unwrap();
-        assert_eq!(
-            v,
-            json!({"type": "delta", "epoch": 77, "offset": 12, "kind": "xp_changed",
-                   "student_id": 4, "xp": 90})
-        );
-        let presence = ClassEvent::PresenceChanged {
-            student_id: UserId(4),
-            presence: crate::bus::Presence {
-                online: true,
-                exercise_id: Some(ExerciseId(3)),
-                running_tests: false,
-                since: Some(5),
-            },
-            at: 6,
-        };
-        let delta = Delta {
-            offset: 13,
-            event: Arc::new(presence),
-        };
-        let v: Value = serde_json::from_str(&delta_frame(77, &delta).unwrap()).unwrap();
-        assert_eq!(
-            v,
-            json!({"type": "delta", "epoch": 77, "offset": 13, "kind": "presence_changed",
-                   "student_id": 4, "online": true, "exercise_id": 3, "running_tests": false,
-                   "since": 5, "at": 6})
-        );
         assert_eq!(
             ServerMessage::Pong.encode().as_deref(),
             Some(r#"{"type":"pong"}"#)
@@ -485,7 +440,7 @@ mod tests {
     fn an_answer_becomes_result_then_badges_achievements_and_level() {
         let answer = SubmitAnswer {
             success: true,
-            attempt_id: "a-1".into(),
+            attempt_id: AttemptId::parse("0f8fad5b-d9cb-469f-a165-70867728950e").unwrap(),
             exercise_id: ExerciseId(1),
             passed: true,
             score: 100,
@@ -496,6 +451,8 @@ mod tests {
             level_up: true,
             new_badges: vec!["BEGINNER".into(), "EXPLORER".into()],
             new_achievements: vec!["FIRST_EXERCISE".into()],
+            checked_by: crate::domain::verdict::CheckedBy::Server,
+            feedback: Some("Bonne réponse !".into()),
         };
         let types: Vec<Value> = answer_messages(&answer)
             .iter()
@@ -512,7 +469,10 @@ mod tests {
                 "level_up"
             ]
         );
-        assert_eq!(types[0]["attempt_id"], "a-1");
+        assert_eq!(
+            types[0]["attempt_id"],
+            "0f8fad5b-d9cb-469f-a165-70867728950e"
+        );
         assert_eq!(types[0]["total_xp"], 135);
         assert_eq!(types[2]["title"], "Explorateur");
         assert_eq!(types[3]["achievement"], "FIRST_EXERCISE");

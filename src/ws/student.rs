@@ -18,8 +18,8 @@ use crate::auth::Identity;
 use crate::domain::accounts::Role;
 use crate::domain::ids::UserId;
 use crate::error::AppError;
-use crate::http::progress::{progress_view, reveal};
-use crate::http::submissions::{AttemptBody, record_attempt};
+use crate::service::submit::{AttemptBody, record_attempt};
+use crate::service::views::{progress_view, reveal};
 use crate::state::AppState;
 
 /// `GET /ws`: refused with 401/403 as plain HTTP before any upgrade.
@@ -147,20 +147,26 @@ async fn handle(conn: &mut Conn, state: &AppState, user: UserId, text: &str) -> 
         StudentRequest::Submit {
             exercise_id,
             attempt_id,
+            duration_ms,
+            answer,
             passed,
             score,
-            code,
-            duration_ms,
         } => {
             let body = AttemptBody {
                 attempt_id: attempt_id.clone(),
+                duration_ms,
+                answer,
                 passed,
                 score,
-                code,
-                duration_ms,
             };
             let exercise = exercise_id.to_string();
-            match record_attempt(state, user, &exercise, body, Some(conn.id())).await {
+            let recorded = match body.into_submission() {
+                Ok(submission) => {
+                    record_attempt(state, user, &exercise, submission, Some(conn.id())).await
+                }
+                Err(e) => Err(e),
+            };
+            match recorded {
                 Ok(answer) => send_answer(conn, &answer).await,
                 Err(e) => conn.send_error(&e, attempt_id.as_deref(), None).await,
             }

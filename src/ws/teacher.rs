@@ -14,11 +14,12 @@ use super::SocketKind;
 use super::conn::{Conn, Incoming};
 use super::protocol::{self, Close, ServerMessage, SnapshotReason, TeacherRequest};
 use crate::actors::classroom::{
-    Access, CheckAccess, GetSnapshot, Resync, Subscribe, Subscriber, Subscription, Unsubscribe,
+    GetSnapshot, Resync, Subscribe, Subscriber, Subscription, Unsubscribe,
 };
 use crate::auth::Identity;
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::error::AppError;
+use crate::service::access::{Need, require_classroom};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,13 +42,7 @@ pub async fn connect(
         return Err(AppError::Forbidden("Réservé aux enseignants.".into()).into());
     }
     let classroom = ClassroomId::parse(&path).ok_or(AppError::NotFound("Classe introuvable."))?;
-    let access = state
-        .registry
-        .ask_classroom(classroom, CheckAccess(identity.user_id))
-        .await?;
-    if access != Access::Teacher {
-        return Err(AppError::NotFound("Classe introuvable.").into());
-    }
+    require_classroom(&state, classroom, identity.user_id, Need::Teacher).await?;
     let query = web::Query::<ResumeQuery>::from_query(req.query_string())
         .map_err(|_| {
             AppError::bad_request(
@@ -161,7 +156,7 @@ impl Dashboard {
                 })
                 .await?;
                 for delta in &missed {
-                    match protocol::delta_frame(epoch, delta) {
+                    match delta.frame(epoch) {
                         Some(frame) => conn.send_text(&frame).await?,
                         None => return Err(Close::InternalError),
                     }

@@ -106,6 +106,7 @@ both_backends!(
                 );
             }
             assert!(!text.contains("\"solution\""), "solution leaked: {text}");
+            assert!(!text.contains("check_query"), "check query leaked: {text}");
             assert!(!text.contains("\"correct\""), "MCQ answer leaked: {text}");
             assert!(
                 !text.contains("\"explanation\""),
@@ -124,8 +125,31 @@ both_backends!(
                     assert!(!e["tests"].as_array().unwrap().is_empty());
                 }
                 "parsons" => {
-                    assert!(e["lines"].as_array().unwrap().len() >= 3);
+                    let lines = e["lines"].as_array().unwrap();
+                    assert!(lines.len() >= 3);
                     assert!(!e["tests"].as_array().unwrap().is_empty());
+                    assert!(e["indent"].is_boolean());
+                    // Ids and text only: no indentation, no order, ids that are not positions.
+                    for l in lines {
+                        let text = l["text"].as_str().unwrap();
+                        assert_eq!(text, text.trim_start(), "{l}");
+                        let id = l["id"].as_str().unwrap();
+                        assert!(
+                            id.len() == 6 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                            "{l}"
+                        );
+                    }
+                    let served: Vec<&str> =
+                        lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+                    let solution: Vec<String> = file
+                        .solution
+                        .as_deref()
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| l.trim().to_owned())
+                        .collect();
+                    assert_ne!(served, solution, "{} is served in order", e["slug"]);
                 }
                 "sql" => {
                     assert!(e["schema"].is_string() && e["data"].is_string());
@@ -134,8 +158,13 @@ both_backends!(
                     assert!(e["order_matters"].is_boolean());
                 }
                 "mcq" => {
-                    assert!(e["choices"].as_array().unwrap().len() >= 3);
+                    let choices = e["choices"].as_array().unwrap();
+                    assert!(choices.len() >= 3);
                     assert!(e["multiple"].is_boolean());
+                    for (i, c) in choices.iter().enumerate() {
+                        assert_eq!(c["id"], format!("c{i}"), "{c}");
+                        assert!(c["text"].is_string() && c.get("correct").is_none(), "{c}");
+                    }
                 }
                 other => panic!("unexpected type {other}"),
             }

@@ -314,6 +314,68 @@ pub struct ListedExercise {
     pub id: i64,
     pub slug: String,
     pub xp_reward: i64,
+    /// `python`, `sql`, `mcq` or `parsons`.
+    pub kind: String,
+}
+
+/// The content files' exercises by slug, loaded once per test binary.
+pub fn content_exercise(slug: &str) -> nsi_live::domain::catalogue::ExerciseFile {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static FILES: OnceLock<HashMap<String, nsi_live::domain::catalogue::ExerciseFile>> =
+        OnceLock::new();
+    FILES
+        .get_or_init(|| {
+            nsi_live::content::load_dir(&content_dir())
+                .expect("content loads")
+                .into_iter()
+                .flat_map(|c| c.chapters)
+                .flat_map(|ch| ch.exercises)
+                .map(|e| (e.slug, e.file))
+                .collect()
+        })
+        .get(slug)
+        .cloned()
+        .unwrap_or_else(|| panic!("no exercise {slug:?} in content/"))
+}
+
+/// A right (`right`) or wrong answer for the exercise, in the submit body's `answer` shape, made
+/// from the content files as a student who knows (or not) would: the correct MCQ choices or one
+/// wrong one; the Parsons solution's order or its reverse; the reference SQL query or a wrong
+/// one; for Python, every test reported passed or failed (the browser's word).
+pub fn answer_for(slug: &str, right: bool) -> Value {
+    use nsi_live::domain::catalogue::{ExerciseKind, choice_id, parsons_items};
+    use serde_json::json;
+    let f = content_exercise(slug);
+    match f.kind {
+        ExerciseKind::Mcq => {
+            let ids: Vec<String> = (0..f.choices.len())
+                .filter(|i| f.choices[*i].correct == right)
+                .map(choice_id)
+                .take(if right { usize::MAX } else { 1 })
+                .collect();
+            json!({ "choices": ids })
+        }
+        ExerciseKind::Parsons => {
+            let mut lines = parsons_items(slug, f.solution.as_deref().unwrap_or_default());
+            if !right {
+                lines.reverse();
+            }
+            json!({ "lines": lines.iter().map(|l| json!({ "id": l.id, "indent": l.indent })).collect::<Vec<_>>() })
+        }
+        ExerciseKind::Sql => {
+            let query = if right {
+                f.solution.clone().unwrap_or_default()
+            } else {
+                "SELECT 1 AS faux".to_owned()
+            };
+            json!({ "query": query })
+        }
+        ExerciseKind::Python => json!({
+            "code": if right { f.solution.clone().unwrap_or_default() } else { f.starter_code.clone().unwrap_or_default() },
+            "tests": f.tests.iter().map(|t| json!({ "name": t.name, "passed": right })).collect::<Vec<_>>(),
+        }),
+    }
 }
 
 impl TestApp {
@@ -334,6 +396,7 @@ impl TestApp {
                         id: e["id"].as_i64().expect("id"),
                         slug: e["slug"].as_str().expect("slug").to_owned(),
                         xp_reward: e["xp_reward"].as_i64().expect("xp_reward"),
+                        kind: e["type"].as_str().expect("type").to_owned(),
                     });
                 }
             }

@@ -9,11 +9,14 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::{Backend, TestApp, TestDb, TestUser, assert_error};
 
-/// (id, xp_reward) of every exercise, in catalogue order.
+/// (id, xp_reward) of every Python exercise, in catalogue order: these tests drive the rules with
+/// chosen scores, which only a Python attempt carries (the browser's word, through the portal's
+/// route). Server-graded types are tested in grading.rs.
 async fn exercises(app: &TestApp) -> Vec<(i64, i64)> {
     app.listed_exercises()
         .await
         .into_iter()
+        .filter(|e| e.kind == "python")
         .map(|e| (e.id, e.xp_reward))
         .collect()
 }
@@ -22,13 +25,16 @@ fn new_attempt_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A body with a verdict (`passed`, `score`) goes to the portal's route, the only one that takes
+/// the browser's verdict (Python); a body with `answer` to `POST /api/v1/exercises/{id}/attempts`.
 async fn submit(user: &TestUser, exercise: i64, body: Value) -> (u16, Value) {
-    user.request(
-        reqwest::Method::POST,
-        &format!("/api/v1/exercises/{exercise}/attempts"),
-        Some(&body),
-    )
-    .await
+    let path = if body.get("answer").is_none() {
+        format!("/exercises/{exercise}/submit/")
+    } else {
+        format!("/api/v1/exercises/{exercise}/attempts")
+    };
+    user.request(reqwest::Method::POST, &path, Some(&body))
+        .await
 }
 
 /// A class with one teacher and `n` students.
@@ -229,12 +235,23 @@ both_backends!(
                 "invalid_duration",
             ),
             (json!({ "passed": "yes", "score": 50 }), 400, "invalid_body"),
+            (json!({ "score": 50 }), 400, "invalid_answer"),
+            // The new route takes an answer, never a verdict.
             (
-                json!({ "passed": true, "score": 50, "extra": 1 }),
+                json!({ "answer": { "code": "", "tests": [] }, "extra": 1 }),
                 400,
                 "invalid_body",
             ),
-            (json!({ "score": 50 }), 400, "invalid_body"),
+            (
+                json!({ "answer": { "code": "", "tests": [] }, "passed": true, "score": 100 }),
+                400,
+                "verdict_not_accepted",
+            ),
+            (
+                json!({ "answer": { "code": "x = 1", "tests": [] } }),
+                400,
+                "invalid_answer",
+            ),
         ];
         for (body, status, code) in cases {
             let (got, answer) = submit(student, ex, body.clone()).await;
@@ -371,10 +388,7 @@ both_backends!(
             }
         }
         let response = students[0]
-            .builder(
-                reqwest::Method::POST,
-                &format!("/api/v1/exercises/{ex}/attempts"),
-            )
+            .builder(reqwest::Method::POST, &format!("/exercises/{ex}/submit/"))
             .json(&json!({ "passed": true, "score": 100 }))
             .send()
             .await

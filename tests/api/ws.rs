@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{WebSocketStream, client_async};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestClassroom, TestDb, TestUser, unique};
+use crate::helpers::{Backend, TestApp, TestClassroom, TestDb, TestUser, answer_for, unique};
 
 /// How long a test waits for a message it expects.
 const WAIT: Duration = Duration::from_secs(5);
@@ -173,14 +173,18 @@ impl Ws {
     }
 }
 
+/// Exercise slugs by id (ids come from the catalogue's order: the same in every test database).
+static SLUGS: std::sync::Mutex<std::collections::BTreeMap<i64, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// The id of the first `n` exercises of the catalogue.
 async fn exercises(app: &TestApp, n: usize) -> Vec<i64> {
-    app.listed_exercises()
-        .await
-        .into_iter()
-        .take(n)
-        .map(|e| e.id)
-        .collect()
+    let listed = app.listed_exercises().await;
+    let mut slugs = SLUGS.lock().unwrap();
+    for e in &listed {
+        slugs.insert(e.id, e.slug.clone());
+    }
+    listed.into_iter().take(n).map(|e| e.id).collect()
 }
 
 /// A teacher with a bearer token (also valid as the session cookie).
@@ -230,12 +234,19 @@ fn dashboard(class: &TestClassroom) -> String {
     format!("/ws/classrooms/{}", class.id)
 }
 
+/// A submit with a right (`passed`) or wrong answer for the exercise (helpers::answer_for).
 fn submit_msg(exercise: i64, passed: bool) -> (String, Value) {
     let attempt_id = uuid::Uuid::new_v4().to_string();
-    let score = if passed { 100 } else { 0 };
+    let answer = SLUGS
+        .lock()
+        .unwrap()
+        .get(&exercise)
+        .map_or(json!({ "choices": ["c0"] }), |slug| {
+            answer_for(slug, passed)
+        });
     let msg = json!({
         "type": "submit", "attempt_id": attempt_id, "exercise_id": exercise,
-        "passed": passed, "score": score, "code": "print('bonjour')", "duration_ms": 1200,
+        "answer": answer, "duration_ms": 1200,
     });
     (attempt_id, msg)
 }
@@ -750,10 +761,10 @@ async fn refusals_answer_errors_and_keep_the_socket() {
     let ex = exercises(&app, 1).await[0];
     let mut ws = student_socket(&app, &token).await;
     let (attempt_id, mut msg) = submit_msg(ex, true);
-    msg["score"] = json!(250);
+    msg["score"] = json!(100);
     ws.send(msg).await;
     let error = ws.expect("error").await;
-    assert_eq!(error["code"], "invalid_score");
+    assert_eq!(error["code"], "verdict_not_accepted");
     assert_eq!(error["attempt_id"], attempt_id.as_str());
     assert!(error["message"].as_str().unwrap().contains("score"));
     let (_, mut msg) = submit_msg(999_999, true);
