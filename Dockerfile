@@ -31,7 +31,12 @@ COPY --from=planner /src/recipe.json recipe.json
 COPY vendor vendor
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin nsi-live
 COPY . .
-RUN scripts/build-server
+# The commit shown by /metrics (nsi_build_info): `docker build --build-arg NSI_GIT_SHA=$(git
+# rev-parse HEAD)`, or Railway's own variable. Declared here, after the dependencies' layer, so a
+# new commit does not rebuild them.
+ARG NSI_GIT_SHA
+ARG RAILWAY_GIT_COMMIT_SHA
+RUN NSI_GIT_SHA="${NSI_GIT_SHA:-${RAILWAY_GIT_COMMIT_SHA:-}}" scripts/build-server
 
 # 3. A small runtime image, running as a user without privileges.
 FROM debian:bookworm-slim AS runtime

@@ -29,6 +29,7 @@ pub struct Settings {
     pub actors: ActorSettings,
     pub ws: WsSettings,
     pub grading: GradingSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +198,30 @@ impl GradingSettings {
             max_rows: self.sql_max_rows,
             max_result_bytes: self.sql_max_result_bytes,
         }
+    }
+}
+
+/// Who may read `/metrics`: with a bearer token, and/or only on an internal listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// When set, `/metrics` answers 401 without `Authorization: Bearer <token>`. Secret.
+    pub bearer_token: SecretString,
+    /// `host:port` of a listener that serves `/metrics` alone (an internal address, e.g.
+    /// `127.0.0.1:9100` or a private network's); the public port then answers 404 there. Empty:
+    /// `/metrics` is on the public port.
+    pub listen: String,
+}
+
+impl MetricsSettings {
+    /// The token `/metrics` requires, if any.
+    pub fn token(&self) -> Option<&str> {
+        Some(self.bearer_token.expose_secret().trim()).filter(|t| !t.is_empty())
+    }
+
+    /// The internal listener's address, if `/metrics` has one.
+    pub fn listen(&self) -> Option<&str> {
+        Some(self.listen.trim()).filter(|l| !l.is_empty())
     }
 }
 
@@ -445,6 +470,19 @@ impl Settings {
                 bail!("configuration key `auth.{key}`: must be at least 1");
             }
         }
+        if let Some(token) = self.metrics.token()
+            && token.len() < 16
+        {
+            // Never echo the token.
+            bail!("configuration key `metrics.bearer_token`: must be at least 16 characters");
+        }
+        if let Some(listen) = self.metrics.listen()
+            && listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            bail!(
+                "configuration key `metrics.listen`: {listen:?} must look like 127.0.0.1:9100 (an IP address and a port)"
+            );
+        }
         for origin in &self.server.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
                 || origin.ends_with('/')
@@ -573,6 +611,32 @@ mod tests {
         // Other values are still parsed as scalars.
         let s = Settings::load_from(&env(&[("NSI__SERVER__PORT", "9000")])).unwrap();
         assert_eq!(s.server.port, 9000);
+    }
+
+    #[test]
+    fn metrics_settings_are_read_and_checked() {
+        let s = Settings::load_from(&env(&[])).unwrap();
+        assert_eq!(s.metrics.token(), None);
+        assert_eq!(s.metrics.listen(), None);
+        let s = Settings::load_from(&env(&[
+            ("NSI__METRICS__BEARER_TOKEN", "a-long-scrape-token-42"),
+            ("NSI__METRICS__LISTEN", "127.0.0.1:9100"),
+        ]))
+        .unwrap();
+        assert_eq!(s.metrics.token(), Some("a-long-scrape-token-42"));
+        assert_eq!(s.metrics.listen(), Some("127.0.0.1:9100"));
+        assert!(!format!("{s:?}").contains("a-long-scrape-token-42"));
+        let err = Settings::load_from(&env(&[("NSI__METRICS__BEARER_TOKEN", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("metrics.bearer_token") && !err.contains("short"),
+            "{err}"
+        );
+        let err = Settings::load_from(&env(&[("NSI__METRICS__LISTEN", "localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.listen"), "{err}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub enum AppError {
         retry_after_secs: u64,
     },
     #[error("Erreur interne.")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl AppError {
@@ -95,9 +95,40 @@ impl AppError {
     }
 }
 
+/// A database that is overloaded rather than broken: no pooled connection came within
+/// `database.acquire_timeout_secs`, or PostgreSQL cancelled a statement that ran past
+/// `database.statement_timeout_ms` (SQLSTATE 57014). The client may retry: 503, not 500.
+fn database_overloaded(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57014"),
+        _ => false,
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        let overloaded = e
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .any(database_overloaded);
+        if overloaded {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "database overloaded (pool wait or statement timeout): answered 503"
+            );
+            return AppError::Unavailable {
+                message: "Le serveur est très sollicité ; réessayez dans un instant.".into(),
+                retry_after_secs: 2,
+            };
+        }
+        AppError::Internal(e)
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        AppError::Internal(e.into())
+        anyhow::Error::from(e).into()
     }
 }
 

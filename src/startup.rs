@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
@@ -23,6 +23,7 @@ use crate::grading::Grader;
 use crate::grading::sql::{self, SqlLimits};
 use crate::http;
 use crate::http::catalogue::RenderedCatalogue;
+use crate::metrics::{Levels, Metrics};
 use crate::sockets::WsHub;
 use crate::state::AppState;
 use crate::store::Store;
@@ -31,6 +32,8 @@ use crate::ws;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The internal `/metrics` listener (`metrics.listen`), with its port.
+    metrics_server: Option<(u16, Server)>,
     state: web::Data<AppState>,
     actors: ActorSystem,
 }
@@ -61,7 +64,8 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let actors = ActorSystem::start(store.clone(), &settings)?;
+        let mut metrics = Metrics::new();
+        let actors = ActorSystem::start(store.clone(), &settings, &metrics)?;
         let grader = Grader::start(
             settings.grading.sql_threads,
             settings.grading.sql_queue,
@@ -71,20 +75,54 @@ impl Application {
         )
         .context("starting the SQL grading threads")?;
         let rendered = web::Data::new(RenderedCatalogue::render(&catalogue));
+        let ws = Arc::new(WsHub::default());
+        let auth = Auth::new(&settings.auth, store.clone(), metrics.refusals.clone());
+        metrics.watch(Levels {
+            actors: actors.registry.clone(),
+            ws: ws.clone(),
+            store: store.clone(),
+            writer: actors.registry.writer().clone(),
+        });
+        let metrics_listener = match settings.metrics.listen() {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
+            ),
+            None => {
+                if settings.metrics.token().is_none() && settings.server.host != "127.0.0.1" {
+                    tracing::warn!(
+                        "/metrics is served on the public port without a token: set \
+                         metrics.bearer_token or metrics.listen (docs/deploy.md)"
+                    );
+                }
+                None
+            }
+        };
         let state = web::Data::new(AppState {
             registry: actors.registry.clone(),
-            ws: Arc::new(WsHub::default()),
-            auth: Arc::new(Auth::new(&settings.auth, store.clone())),
+            ws,
+            auth: Arc::new(auth),
             grader,
+            metrics: Arc::new(metrics),
             settings,
             store,
             catalogue,
         });
-        let server = build_server(listener, state.clone(), rendered)?;
+        let metrics_here = metrics_listener.is_none();
+        let server = build_server(listener, state.clone(), rendered, metrics_here)?;
         tracing::info!(port, "listening");
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let port = listener.local_addr()?.port();
+                tracing::info!(port, "serving /metrics on its own listener");
+                Some((port, build_metrics_server(listener, state.clone())?))
+            }
+            None => None,
+        };
         Ok(Application {
             port,
             server,
+            metrics_server,
             state,
             actors,
         })
@@ -94,10 +132,16 @@ impl Application {
         self.port
     }
 
+    /// The port of the internal `/metrics` listener, when `metrics.listen` set one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(port, _)| *port)
+    }
+
     /// Stops the app the way SIGTERM does (used by tests).
     pub fn handle(&self) -> AppHandle {
         AppHandle {
             server: self.server.handle(),
+            metrics_server: self.metrics_server.as_ref().map(|(_, s)| s.handle()),
             drain: self.actors.drain_switch(),
             ws: self.state.ws.clone(),
         }
@@ -113,8 +157,13 @@ impl Application {
             tracing::info!("stop signal received: finishing requests and flushing writes");
             handle.stop().await;
         });
+        let metrics_server = self.metrics_server.map(|(_, server)| tokio::spawn(server));
         let served = self.server.await;
         signals.abort();
+        if let Some(task) = metrics_server {
+            // Stopped by the same handle; a scrape in flight finishes.
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         let grace = Duration::from_secs(self.state.settings.server.shutdown_timeout_secs);
         self.actors.shutdown(grace).await;
         if tokio::time::timeout(grace, self.state.store.close())
@@ -135,6 +184,7 @@ impl Application {
 #[derive(Clone)]
 pub struct AppHandle {
     server: ServerHandle,
+    metrics_server: Option<ServerHandle>,
     drain: DrainSwitch,
     ws: Arc<WsHub>,
 }
@@ -145,6 +195,9 @@ impl AppHandle {
         // Sockets close with "going away" (1001); their connections then end like requests do.
         self.ws.shutdown();
         self.server.stop(true).await;
+        if let Some(metrics) = &self.metrics_server {
+            metrics.stop(true).await;
+        }
     }
 }
 
@@ -173,6 +226,7 @@ fn build_server(
     listener: TcpListener,
     state: web::Data<AppState>,
     rendered: web::Data<RenderedCatalogue>,
+    metrics_here: bool,
 ) -> anyhow::Result<Server> {
     let max_body = state.settings.server.max_body_bytes;
     let shutdown_timeout = state.settings.server.shutdown_timeout_secs;
@@ -195,13 +249,15 @@ fn build_server(
                     .add(("Referrer-Policy", "same-origin")),
             )
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+            // Outermost: the latency counts everything the server does for the request.
+            .wrap(from_fn(http::metrics::track))
             .app_data(state.clone())
             .app_data(auth.clone())
             .app_data(origins.clone())
             .app_data(rendered.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .configure(ws::configure)
-            .configure(http::configure(max_body))
+            .configure(http::configure(max_body, metrics_here))
     })
     .workers(workers)
     .listen(listener)?
@@ -209,6 +265,24 @@ fn build_server(
     .disable_signals()
     .shutdown_timeout(shutdown_timeout)
     .client_request_timeout(Duration::from_secs(10))
+    .run();
+    Ok(server)
+}
+
+/// The internal listener of `metrics.listen`: `/metrics` alone, one worker.
+fn build_metrics_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::metrics::configure_internal)
+    })
+    .workers(1)
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(5)
     .run();
     Ok(server)
 }

@@ -7,6 +7,7 @@ use crate::actors::registry::Registry;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::domain::catalogue::Catalogue;
+use crate::metrics::Metrics;
 use crate::sockets::WsHub;
 use crate::store::Store;
 
@@ -24,4 +25,6 @@ pub struct AppState {
     pub ws: Arc<WsHub>,
     /// Grades MCQ, Parsons and SQL answers (SQL on its own threads).
     pub grader: crate::grading::Grader,
+    /// This app's metrics registry (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }

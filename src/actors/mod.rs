@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::bus::{EventBus, LocalBus};
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use registry::Registry;
 use runtime::ActorRuntime;
@@ -23,8 +24,17 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    pub fn start(store: Store, settings: &Settings) -> anyhow::Result<ActorSystem> {
-        let writer = AttemptWriter::start(store.clone(), settings.writer.clone());
+    /// Starts the writer and the actor threads; they count into `metrics`.
+    pub fn start(
+        store: Store,
+        settings: &Settings,
+        metrics: &Metrics,
+    ) -> anyhow::Result<ActorSystem> {
+        let writer = AttemptWriter::start(
+            store.clone(),
+            settings.writer.clone(),
+            metrics.writer.clone(),
+        );
         let runtime = ActorRuntime::start(settings.actors.arbiters)?;
         let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
         let registry = Registry::new(
@@ -35,6 +45,7 @@ impl ActorSystem {
             settings.actors.clone(),
             settings.submissions.clone(),
             settings.ws.clone(),
+            metrics.refusals.clone(),
         );
         Ok(ActorSystem { registry, writer })
     }

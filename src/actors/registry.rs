@@ -16,10 +16,11 @@ use super::classroom::{Apply, ClassroomActor, ClassroomActorConfig, ClassroomDat
 use super::runtime::ActorRuntime;
 use super::student::{ReloadClassrooms, StudentActor, StudentActorConfig};
 use super::writer::WriterHandle;
-use crate::bus::{ClassEvent, EventBus, EventSink, Presence};
+use crate::bus::{BusStats, ClassEvent, EventBus, EventSink, Presence};
 use crate::config::{ActorSettings, SubmissionSettings, WsSettings};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::error::AppError;
+use crate::metrics::Refusals;
 use crate::store::Store;
 
 /// A class's place in the registry. `dirty` exists before the actor does: an event that arrives
@@ -40,6 +41,8 @@ pub struct Registry {
     actors: ActorSettings,
     submissions: SubmissionSettings,
     ws: WsSettings,
+    /// Counts the submissions the students' rate limit refuses.
+    refusals: Refusals,
     students: DashMap<UserId, Arc<OnceCell<Addr<StudentActor>>>>,
     classrooms: DashMap<ClassroomId, Arc<ClassroomSlot>>,
     /// Students online on this instance (their actors keep it): a class's actor that starts
@@ -65,6 +68,7 @@ impl Registry {
         actors: ActorSettings,
         submissions: SubmissionSettings,
         ws: WsSettings,
+        refusals: Refusals,
     ) -> Arc<Registry> {
         let registry = Arc::new_cyclic(|me| Registry {
             me: me.clone(),
@@ -75,6 +79,7 @@ impl Registry {
             actors,
             submissions,
             ws,
+            refusals,
             students: DashMap::new(),
             classrooms: DashMap::new(),
             presence: DashMap::new(),
@@ -96,9 +101,25 @@ impl Registry {
         Duration::from_millis(self.actors.request_timeout_ms)
     }
 
-    /// Students and classrooms with a live actor here.
+    /// Students and classrooms with a running actor here: a slot whose actor is still loading
+    /// (or failed to load) is not an actor.
     pub fn counts(&self) -> (usize, usize) {
-        (self.students.len(), self.classrooms.len())
+        let students = self
+            .students
+            .iter()
+            .filter(|cell| cell.initialized())
+            .count();
+        let classrooms = self
+            .classrooms
+            .iter()
+            .filter(|slot| slot.addr.initialized())
+            .count();
+        (students, classrooms)
+    }
+
+    /// What the event bus carried for this instance (`/metrics`).
+    pub fn bus_stats(&self) -> BusStats {
+        self.bus.stats()
     }
 
     fn arbiter<K: Hash>(&self, key: K) -> ArbiterHandle {
@@ -125,6 +146,7 @@ impl Registry {
                     writer: self.writer.clone(),
                     registry: self.me.clone(),
                     rate_limit_per_hour: self.submissions.rate_limit_per_hour,
+                    refusals: self.refusals.clone(),
                     idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
                     stuck_failed_attempts: self.ws.stuck_failed_attempts,
                     stuck_after: Duration::from_secs(self.ws.stuck_after_secs),

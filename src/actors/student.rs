@@ -29,6 +29,7 @@ use crate::domain::rules::{
 };
 use crate::domain::time::now_ms;
 use crate::domain::verdict::CheckedBy;
+use crate::metrics::{Limit, Refusals};
 use crate::store::progress::{AttemptRow, HintRow, ItemResult, StatsRow, WriteItem};
 
 /// Answers kept per student for resends that arrive after the answer (the database keeps them all).
@@ -189,6 +190,8 @@ pub struct StudentActor {
     writer: WriterHandle,
     registry: Weak<Registry>,
     rate_limit_per_hour: u32,
+    /// Counts the submissions the rate limit refuses (`/metrics`).
+    refusals: Refusals,
     idle_timeout: Duration,
     /// Accepted submissions of the last hour (their times), for the rate limit.
     recent_submissions: VecDeque<i64>,
@@ -213,6 +216,7 @@ pub struct StudentActorConfig {
     pub writer: WriterHandle,
     pub registry: Weak<Registry>,
     pub rate_limit_per_hour: u32,
+    pub refusals: Refusals,
     pub idle_timeout: Duration,
     pub stuck_failed_attempts: i32,
     pub stuck_after: Duration,
@@ -234,6 +238,7 @@ impl StudentActor {
             writer: config.writer,
             registry: config.registry,
             rate_limit_per_hour: config.rate_limit_per_hour,
+            refusals: config.refusals,
             idle_timeout: config.idle_timeout,
             recent_submissions: recent_submissions.into(),
             queue: VecDeque::new(),
@@ -768,6 +773,7 @@ impl Handler<Submit> for StudentActor {
             }
             let now = now_ms();
             if let Some(retry_after_secs) = self.rate_limited(now) {
+                self.refusals.count(Limit::Submissions);
                 return reply(Err(ActorError::RateLimited { retry_after_secs }));
             }
             self.recent_submissions.push_back(now);

@@ -7,10 +7,13 @@
 //! then its submitters get an error. A batch the database refuses (a constraint, a trigger) is
 //! split and each item retried alone, so one bad row fails only its own submitter.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -36,61 +39,116 @@ struct Job {
 }
 
 /// Upper bounds of the batch-size histogram buckets (the last bucket is +Inf).
-pub const BATCH_SIZE_BUCKETS: [u64; 8] = [1, 2, 5, 10, 25, 50, 100, 500];
-/// Upper bounds, in milliseconds, of the flush-latency histogram buckets.
-pub const FLUSH_MS_BUCKETS: [u64; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 1000];
+const BATCH_SIZE_BUCKETS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 500.0];
+/// Upper bounds, in seconds, of the flush-latency histogram buckets.
+const FLUSH_SECONDS_BUCKETS: [f64; 9] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
-/// The writer's counters (read by `/metrics`, the tests and the benchmark).
-#[derive(Debug, Default)]
+/// The writer's instruments (in the app's metrics registry; read by `/metrics`, the tests and
+/// the benchmark). Cheap to clone: every field shares its value.
+#[derive(Debug, Clone)]
 pub struct WriterMetrics {
     /// Items (attempts and hint reveals) committed.
-    pub items_written: AtomicU64,
+    pub items_written: Counter,
     /// Database rows inserted or updated by committed batches.
-    pub rows_written: AtomicU64,
-    pub commits: AtomicU64,
-    pub failed_commits: AtomicU64,
+    pub rows_written: Counter,
+    pub commits: Counter,
+    pub failed_commits: Counter,
     /// Attempts found already stored (resends).
-    pub duplicates: AtomicU64,
+    pub duplicates: Counter,
     /// Items refused because the queue was full.
-    pub rejected_queue_full: AtomicU64,
-    pub largest_batch: AtomicU64,
-    /// Batch sizes: one counter per bucket of `BATCH_SIZE_BUCKETS`, plus +Inf.
-    pub batch_size_buckets: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
-    /// Flush latencies: one counter per bucket of `FLUSH_MS_BUCKETS`, plus +Inf.
-    pub flush_ms_buckets: [AtomicU64; FLUSH_MS_BUCKETS.len() + 1],
-    pub flush_us_total: AtomicU64,
+    pub rejected_queue_full: Counter,
+    pub largest_batch: Gauge,
+    /// Items per committed batch.
+    pub batch_size: Histogram,
+    /// Time to write and commit one batch.
+    pub flush_seconds: Histogram,
 }
 
-fn bucket(bounds: &[u64], value: u64) -> usize {
-    bounds
-        .iter()
-        .position(|b| value <= *b)
-        .unwrap_or(bounds.len())
+impl Default for WriterMetrics {
+    fn default() -> Self {
+        WriterMetrics {
+            items_written: Counter::default(),
+            rows_written: Counter::default(),
+            commits: Counter::default(),
+            failed_commits: Counter::default(),
+            duplicates: Counter::default(),
+            rejected_queue_full: Counter::default(),
+            largest_batch: Gauge::default(),
+            batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
+            flush_seconds: Histogram::new(FLUSH_SECONDS_BUCKETS),
+        }
+    }
 }
 
 impl WriterMetrics {
+    /// Adds every instrument to `registry` (counters get their `_total` suffix there).
+    pub fn register(&self, registry: &mut Registry) {
+        let counters = [
+            (
+                "nsi_writer_items_written",
+                "Attempts and hint reveals committed by the writer.",
+                &self.items_written,
+            ),
+            (
+                "nsi_writer_rows_written",
+                "Database rows inserted or updated by committed batches.",
+                &self.rows_written,
+            ),
+            ("nsi_writer_commits", "Batches committed.", &self.commits),
+            (
+                "nsi_writer_failed_commits",
+                "Batch commits that failed (each retry counts).",
+                &self.failed_commits,
+            ),
+            (
+                "nsi_writer_duplicates",
+                "Resent attempts found already stored.",
+                &self.duplicates,
+            ),
+            (
+                "nsi_writer_rejected_queue_full",
+                "Items refused because the write queue was full (answered 503).",
+                &self.rejected_queue_full,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "nsi_writer_largest_batch",
+            "Largest batch committed so far.",
+            self.largest_batch.clone(),
+        );
+        registry.register(
+            "nsi_writer_batch_size",
+            "Items per committed batch.",
+            self.batch_size.clone(),
+        );
+        registry.register(
+            "nsi_writer_flush_seconds",
+            "Time to write and commit one batch.",
+            self.flush_seconds.clone(),
+        );
+    }
+
     fn record_commit(&self, items: usize, rows: u64, elapsed: Duration) {
-        let ms = elapsed.as_millis() as u64;
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.items_written
-            .fetch_add(items as u64, Ordering::Relaxed);
-        self.rows_written.fetch_add(rows, Ordering::Relaxed);
+        self.commits.inc();
+        self.items_written.inc_by(items as u64);
+        self.rows_written.inc_by(rows);
         self.largest_batch
-            .fetch_max(items as u64, Ordering::Relaxed);
-        self.batch_size_buckets[bucket(&BATCH_SIZE_BUCKETS, items as u64)]
-            .fetch_add(1, Ordering::Relaxed);
-        self.flush_ms_buckets[bucket(&FLUSH_MS_BUCKETS, ms)].fetch_add(1, Ordering::Relaxed);
-        self.flush_us_total
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+            .inner()
+            .fetch_max(items as i64, Ordering::Relaxed);
+        self.batch_size.observe(items as f64);
+        self.flush_seconds.observe(elapsed.as_secs_f64());
     }
 
     /// Mean items per commit so far.
     pub fn mean_batch(&self) -> f64 {
-        let commits = self.commits.load(Ordering::Relaxed);
+        let commits = self.commits.get();
         if commits == 0 {
             0.0
         } else {
-            self.items_written.load(Ordering::Relaxed) as f64 / commits as f64
+            self.items_written.get() as f64 / commits as f64
         }
     }
 }
@@ -99,7 +157,7 @@ impl WriterMetrics {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
-    metrics: Arc<WriterMetrics>,
+    metrics: WriterMetrics,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -121,9 +179,7 @@ impl WriterHandle {
         match self.tx.try_send(Job { item, reply }) {
             Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics
-                    .rejected_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.rejected_queue_full.inc();
                 Err(WriteError::QueueFull)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Closed),
@@ -134,7 +190,7 @@ impl WriterHandle {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
-    pub fn metrics(&self) -> &Arc<WriterMetrics> {
+    pub fn metrics(&self) -> &WriterMetrics {
         &self.metrics
     }
 }
@@ -172,9 +228,9 @@ impl DrainSwitch {
 }
 
 impl AttemptWriter {
-    pub fn start(store: Store, settings: WriterSettings) -> AttemptWriter {
+    /// Starts the writer's task; it counts into `metrics` (registered by the caller).
+    pub fn start(store: Store, settings: WriterSettings, metrics: WriterMetrics) -> AttemptWriter {
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
-        let metrics = Arc::new(WriterMetrics::default());
         let (phase, phase_rx) = watch::channel(Phase::Running);
         let worker = Worker {
             store,
@@ -230,7 +286,7 @@ struct BatchTimedOut;
 struct Worker {
     store: Store,
     settings: WriterSettings,
-    metrics: Arc<WriterMetrics>,
+    metrics: WriterMetrics,
 }
 
 impl Worker {
@@ -313,14 +369,14 @@ impl Worker {
                         .record_commit(items.len(), report.rows, started.elapsed());
                     for (reply, result) in replies.into_iter().zip(results) {
                         if matches!(result, ItemResult::Duplicate { .. }) {
-                            self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.duplicates.inc();
                         }
                         let _ = reply.send(Ok(result));
                     }
                     return;
                 }
                 Err(e) => {
-                    self.metrics.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.failed_commits.inc();
                     let transient = is_transient(&e);
                     if transient && Instant::now() + backoff < retry_deadline {
                         tracing::warn!(
@@ -394,14 +450,6 @@ fn is_transient(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets() {
-        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 1), 0);
-        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 3), 2);
-        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 500), 7);
-        assert_eq!(bucket(&BATCH_SIZE_BUCKETS, 501), 8);
-    }
 
     #[test]
     fn only_connection_errors_are_transient() {

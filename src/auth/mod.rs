@@ -20,6 +20,7 @@ use crate::config::AuthSettings;
 use crate::domain::accounts::Role;
 use crate::domain::ids::UserId;
 use crate::error::AppError;
+use crate::metrics::Refusals;
 use crate::store::Store;
 
 pub use session::{NewSession, Sessions};
@@ -59,10 +60,11 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(settings: &AuthSettings, store: Store) -> Auth {
+    /// `refusals` counts what the throttles refuse.
+    pub fn new(settings: &AuthSettings, store: Store, refusals: Refusals) -> Auth {
         Auth {
             sessions: Sessions::new(settings, store),
-            throttle: AuthThrottle::new(settings),
+            throttle: AuthThrottle::new(settings, refusals),
             cookie_secure: settings.cookie_secure,
             trust_forwarded_for: settings.trust_forwarded_for,
         }

@@ -20,15 +20,40 @@ const MAX_WAITING: usize = 256;
 /// How long a request waits for a hashing slot before giving up with a 503.
 const WAIT_FOR_SLOT: Duration = Duration::from_secs(10);
 
-fn permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Semaphore::new(cores.max(2))
+/// Hashes that may run at once: one per core, at least two.
+fn slots() -> usize {
+    static SLOTS: OnceLock<usize> = OnceLock::new();
+    *SLOTS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
     })
 }
 
+fn permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| Semaphore::new(slots()))
+}
+
+/// Requests waiting for a hashing slot now.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// The hashing queue of the whole process at one moment (`/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashQueue {
+    pub waiting: usize,
+    pub running: usize,
+}
+
+pub fn queue() -> HashQueue {
+    HashQueue {
+        waiting: WAITING.load(Ordering::Relaxed),
+        running: slots().saturating_sub(permits().available_permits()),
+    }
+}
+
 fn busy() -> AppError {
+    crate::metrics::count_hash_refusal();
     AppError::Unavailable {
         message: "Le serveur est très sollicité ; réessayez dans quelques secondes.".into(),
         retry_after_secs: 5,
@@ -37,7 +62,6 @@ fn busy() -> AppError {
 
 /// A hashing slot: the wait is bounded in count (`MAX_WAITING`) and in time (`WAIT_FOR_SLOT`).
 async fn slot() -> Result<SemaphorePermit<'static>> {
-    static WAITING: AtomicUsize = AtomicUsize::new(0);
     struct Waiting;
     impl Drop for Waiting {
         fn drop(&mut self) {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::AuthSettings;
 use crate::error::AppError;
+use crate::metrics::{Limit, Refusals};
 
 /// Keys one window may hold: 100 000 × (key + at most `max` instants) stays within a few MB.
 const MAX_KEYS: usize = 100_000;
@@ -161,6 +162,8 @@ pub struct AuthThrottle {
     login_failures_by_ip: SlidingWindow,
     join_failures: SlidingWindow,
     join_attempts_by_ip: SlidingWindow,
+    /// Counts what the windows refuse (`/metrics`).
+    refusals: Refusals,
 }
 
 fn too_many(retry_after_secs: u64) -> AppError {
@@ -168,7 +171,7 @@ fn too_many(retry_after_secs: u64) -> AppError {
 }
 
 impl AuthThrottle {
-    pub fn new(settings: &AuthSettings) -> AuthThrottle {
+    pub fn new(settings: &AuthSettings, refusals: Refusals) -> AuthThrottle {
         let login_window = Duration::from_secs(settings.login_window_secs);
         let join_window = Duration::from_secs(settings.join_window_secs);
         AuthThrottle {
@@ -179,6 +182,7 @@ impl AuthThrottle {
             ),
             join_failures: SlidingWindow::new(settings.join_max_failures, join_window),
             join_attempts_by_ip: SlidingWindow::new(settings.join_max_per_ip, join_window),
+            refusals,
         }
     }
 
@@ -196,9 +200,13 @@ impl AuthThrottle {
         check: impl Future<Output = Result<Option<T>, AppError>>,
     ) -> Result<Option<T>, AppError> {
         let ip = ip.to_string();
-        self.login_failures.check_and_hit(login).map_err(too_many)?;
+        if let Err(wait) = self.login_failures.check_and_hit(login) {
+            self.refusals.count(Limit::Login);
+            return Err(too_many(wait));
+        }
         if let Err(wait) = self.login_failures_by_ip.check_and_hit(&ip) {
             self.login_failures.unhit(login);
+            self.refusals.count(Limit::Login);
             return Err(too_many(wait));
         }
         let judged = check.await;
@@ -220,7 +228,10 @@ impl AuthThrottle {
     pub async fn join_attempt(&self, ip: IpAddr) -> Result<(), AppError> {
         self.join_attempts_by_ip
             .check_and_hit(&ip.to_string())
-            .map_err(too_many)
+            .map_err(|wait| {
+                self.refusals.count(Limit::Join);
+                too_many(wait)
+            })
     }
 
     /// One guess at the recovery code of `account` (join code + pseudonym key), counted and
@@ -230,9 +241,10 @@ impl AuthThrottle {
         account: &str,
         check: impl Future<Output = Result<Option<T>, AppError>>,
     ) -> Result<Option<T>, AppError> {
-        self.join_failures
-            .check_and_hit(account)
-            .map_err(too_many)?;
+        if let Err(wait) = self.join_failures.check_and_hit(account) {
+            self.refusals.count(Limit::Recovery);
+            return Err(too_many(wait));
+        }
         let judged = check.await;
         match &judged {
             Ok(Some(_)) => self.join_failures.clear(account),
@@ -294,7 +306,7 @@ mod tests {
             .expect("default settings")
             .auth;
         let max = settings.login_max_failures as usize;
-        let t = AuthThrottle::new(&settings);
+        let t = AuthThrottle::new(&settings, Refusals::default());
         let ip: IpAddr = [127, 0, 0, 1].into();
         let busy = || async { Err::<Option<()>, _>(AppError::Unauthorized) };
         let wrong = || async { Ok::<Option<()>, AppError>(None) };

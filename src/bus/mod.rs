@@ -2,6 +2,7 @@
 //! bus's sink, so one instance and many run the same code (the Redis bus, a later feature, will
 //! implement the same trait). Today: `LocalBus`, in-process.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use serde::Serialize;
@@ -113,12 +114,25 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     fn publish(&self, classroom: ClassroomId, event: Arc<ClassEvent>);
     /// Connects the bus to this instance's sink (once, at start-up).
     fn attach(&self, sink: Weak<dyn EventSink>);
+    /// What this instance published and received so far (`/metrics`).
+    fn stats(&self) -> BusStats;
+}
+
+/// Events counted by a bus since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Events this instance published.
+    pub published: u64,
+    /// Events delivered from the bus to this instance's sink.
+    pub received: u64,
 }
 
 /// The single-instance bus: delivers synchronously to this instance's sink.
 #[derive(Default)]
 pub struct LocalBus {
     sink: OnceLock<Weak<dyn EventSink>>,
+    published: AtomicU64,
+    received: AtomicU64,
 }
 
 impl std::fmt::Debug for LocalBus {
@@ -129,12 +143,21 @@ impl std::fmt::Debug for LocalBus {
 
 impl EventBus for LocalBus {
     fn publish(&self, classroom: ClassroomId, event: Arc<ClassEvent>) {
+        self.published.fetch_add(1, Ordering::Relaxed);
         if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
+            self.received.fetch_add(1, Ordering::Relaxed);
             sink.deliver(classroom, event);
         }
     }
 
     fn attach(&self, sink: Weak<dyn EventSink>) {
         let _ = self.sink.set(sink);
+    }
+
+    fn stats(&self) -> BusStats {
+        BusStats {
+            published: self.published.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+        }
     }
 }

@@ -1,161 +1,114 @@
-//! `/metrics` in the Prometheus text format: the writer's group-commit counters, the actors
-//! alive and the open WebSockets. Aggregates only, nothing personal. (The operations work will add request latencies,
-//! sockets and pool figures beside these.)
+//! `/metrics` (the registry of `crate::metrics` in the Prometheus text format, behind the
+//! optional bearer token) and the middleware that times every HTTP request by route template.
 
-use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
+use prometheus_client::metrics::gauge::Gauge;
+use sha2::{Digest, Sha256};
 
-use crate::actors::writer::{BATCH_SIZE_BUCKETS, FLUSH_MS_BUCKETS};
-use crate::sockets::SocketKind;
+use crate::error::AppError;
+use crate::metrics::{CONTENT_TYPE, HttpLabels};
 use crate::state::AppState;
 
+/// `/metrics` on the public port (when `metrics.listen` is empty).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(metrics);
 }
 
+/// The internal listener's routes: `/metrics`, and a JSON 404 for anything else.
+pub fn configure_internal(cfg: &mut web::ServiceConfig) {
+    cfg.service(metrics)
+        .default_service(web::to(super::not_found));
+}
+
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(token) = state.settings.metrics.token()
+        && !bearer_matches(&req, token)
+    {
+        let mut refused = AppError::Unauthorized.error_response();
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return refused;
+    }
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(render(&state))
+        .content_type(CONTENT_TYPE)
+        .body(state.metrics.encode())
 }
 
-fn counter(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-    );
+/// Whether the request carries `Authorization: Bearer <token>`. Both sides are hashed first, so
+/// the comparison takes the same time wherever they differ.
+fn bearer_matches(req: &HttpRequest, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    Sha256::digest(given.trim().as_bytes()) == Sha256::digest(token.as_bytes())
 }
 
-pub fn render(state: &AppState) -> String {
-    let writer = state.registry.writer();
-    let m = writer.metrics();
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let mut out = String::new();
-    counter(
-        &mut out,
-        "nsi_writer_items_written_total",
-        "Attempts and hint reveals committed by the writer.",
-        "counter",
-        load(&m.items_written),
-    );
-    counter(
-        &mut out,
-        "nsi_writer_rows_written_total",
-        "Database rows inserted or updated by committed batches.",
-        "counter",
-        load(&m.rows_written),
-    );
-    counter(
-        &mut out,
-        "nsi_writer_commits_total",
-        "Batches committed.",
-        "counter",
-        load(&m.commits),
-    );
-    counter(
-        &mut out,
-        "nsi_writer_failed_commits_total",
-        "Batch commits that failed (each retry counts).",
-        "counter",
-        load(&m.failed_commits),
-    );
-    counter(
-        &mut out,
-        "nsi_writer_duplicates_total",
-        "Resent attempts found already stored.",
-        "counter",
-        load(&m.duplicates),
-    );
-    counter(
-        &mut out,
-        "nsi_writer_rejected_queue_full_total",
-        "Items refused because the write queue was full (answered 503).",
-        "counter",
-        load(&m.rejected_queue_full),
-    );
-    counter(
-        &mut out,
-        "nsi_writer_queue_depth",
-        "Items waiting for the writer.",
-        "gauge",
-        writer.queue_depth(),
-    );
-    counter(
-        &mut out,
-        "nsi_writer_largest_batch",
-        "Largest batch committed so far.",
-        "gauge",
-        load(&m.largest_batch),
-    );
+/// Decrements the in-flight gauge however the request ends (answered, failed or dropped).
+struct InFlight(Gauge);
 
-    let _ = writeln!(
-        out,
-        "# HELP nsi_writer_batch_size Items per committed batch.\n# TYPE nsi_writer_batch_size histogram"
-    );
-    let mut cumulative = 0;
-    for (i, bound) in BATCH_SIZE_BUCKETS.iter().enumerate() {
-        cumulative += load(&m.batch_size_buckets[i]);
-        let _ = writeln!(
-            out,
-            "nsi_writer_batch_size_bucket{{le=\"{bound}\"}} {cumulative}"
-        );
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
-    cumulative += load(&m.batch_size_buckets[BATCH_SIZE_BUCKETS.len()]);
-    let _ = writeln!(
-        out,
-        "nsi_writer_batch_size_bucket{{le=\"+Inf\"}} {cumulative}"
-    );
-    let _ = writeln!(out, "nsi_writer_batch_size_sum {}", load(&m.items_written));
-    let _ = writeln!(out, "nsi_writer_batch_size_count {}", load(&m.commits));
+}
 
-    let _ = writeln!(
-        out,
-        "# HELP nsi_writer_flush_seconds Time to write and commit one batch.\n# TYPE nsi_writer_flush_seconds histogram"
-    );
-    let mut cumulative = 0;
-    for (i, bound) in FLUSH_MS_BUCKETS.iter().enumerate() {
-        cumulative += load(&m.flush_ms_buckets[i]);
-        let _ = writeln!(
-            out,
-            "nsi_writer_flush_seconds_bucket{{le=\"{}\"}} {cumulative}",
-            *bound as f64 / 1000.0
-        );
+/// The method as a bounded label: anything unusual is `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
-    cumulative += load(&m.flush_ms_buckets[FLUSH_MS_BUCKETS.len()]);
-    let _ = writeln!(
-        out,
-        "nsi_writer_flush_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-    );
-    let _ = writeln!(
-        out,
-        "nsi_writer_flush_seconds_sum {}",
-        load(&m.flush_us_total) as f64 / 1e6
-    );
-    let _ = writeln!(out, "nsi_writer_flush_seconds_count {}", load(&m.commits));
+}
 
-    let (students, classrooms) = state.registry.counts();
-    let _ = writeln!(
-        out,
-        "# HELP nsi_actors_alive Actors running on this instance.\n# TYPE nsi_actors_alive gauge"
-    );
-    let _ = writeln!(out, "nsi_actors_alive{{kind=\"student\"}} {students}");
-    let _ = writeln!(out, "nsi_actors_alive{{kind=\"classroom\"}} {classrooms}");
-    let _ = writeln!(
-        out,
-        "# HELP nsi_websockets_open Open WebSockets on this instance.\n# TYPE nsi_websockets_open gauge"
-    );
-    let _ = writeln!(
-        out,
-        "nsi_websockets_open{{kind=\"student\"}} {}",
-        state.ws.open_sockets(SocketKind::Student)
-    );
-    let _ = writeln!(
-        out,
-        "nsi_websockets_open{{kind=\"dashboard\"}} {}",
-        state.ws.open_sockets(SocketKind::Dashboard)
-    );
-    out
+/// Times each request until its response starts (a socket: until the upgrade is answered), and
+/// counts those in flight. The route is the matched template (`/api/v1/exercises/{id}`), or
+/// `unmatched` for paths no route knows (so scanners cannot create series).
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(req).await;
+    };
+    let http = &state.metrics.http;
+    let method = method_label(req.method());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    http.in_flight.inc();
+    let _in_flight = InFlight(http.in_flight.clone());
+    let started = Instant::now();
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    http.duration
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: status.as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    res
 }

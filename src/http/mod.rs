@@ -20,30 +20,36 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::error::AppError;
 
 /// Registers every HTTP route, the JSON/path/query error mapping and the JSON 404 for unknown
-/// paths. (The socket routes are `ws::configure`, registered beside these by `startup`.)
-pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+/// paths; `/metrics` only when `metrics_here` (it is not on an internal listener of its own).
+/// (The socket routes are `ws::configure`, registered beside these by `startup`.)
+pub fn configure(
+    max_body_bytes: usize,
+    metrics_here: bool,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(json_config(max_body_bytes))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(query_error))
-            .configure(health::configure)
-            .configure(metrics::configure)
-            .service(
-                web::scope("/api/v1")
-                    // Cross-site and non-JSON state-changing requests stop here.
-                    .wrap(from_fn(crate::auth::origin::guard))
-                    .configure(catalogue::configure)
-                    .configure(auth::configure)
-                    .configure(me::configure)
-                    .configure(classrooms::configure)
-                    .configure(data_care::configure)
-                    .configure(submissions::configure)
-                    .configure(progress::configure)
-                    .configure(history::configure),
-            )
-            .configure(submissions::configure_legacy)
-            .configure(pages::configure)
-            .default_service(web::to(not_found));
+            .configure(health::configure);
+        if metrics_here {
+            cfg.configure(metrics::configure);
+        }
+        cfg.service(
+            web::scope("/api/v1")
+                // Cross-site and non-JSON state-changing requests stop here.
+                .wrap(from_fn(crate::auth::origin::guard))
+                .configure(catalogue::configure)
+                .configure(auth::configure)
+                .configure(me::configure)
+                .configure(classrooms::configure)
+                .configure(data_care::configure)
+                .configure(submissions::configure)
+                .configure(progress::configure)
+                .configure(history::configure),
+        )
+        .configure(submissions::configure_legacy)
+        .configure(pages::configure)
+        .default_service(web::to(not_found));
     }
 }
 

@@ -81,6 +81,16 @@ pub enum Backend {
     Sqlite,
 }
 
+/// A database pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections, idle or in use.
+    pub size: u32,
+    pub idle: usize,
+    /// `database.max_connections`.
+    pub max: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
@@ -173,6 +183,16 @@ impl Store {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// The pool's connections now (`/metrics`). sqlx tells neither how many wait for a
+    /// connection nor how long they waited: a timed-out wait shows as a 503 instead.
+    pub fn pool_stats(&self) -> PoolStats {
+        on_pool!(self, pool => PoolStats {
+            size: pool.size(),
+            idle: pool.num_idle(),
+            max: pool.options().get_max_connections(),
+        })
     }
 
     /// Closes the pool, waiting for connections in use to come back.

@@ -12,6 +12,7 @@ use super::protocol::{Close, ServerMessage};
 use super::{SocketKind, SocketTicket};
 use crate::config::WsSettings;
 use crate::domain::ids::UserId;
+use crate::metrics::{Limit, Refusals};
 use crate::state::AppState;
 
 /// What one read from the socket amounts to.
@@ -32,6 +33,8 @@ pub struct Conn {
     client_timeout: Duration,
     last_seen: Instant,
     bucket: TokenBucket,
+    /// Counts the sockets closed by the message rate limit (`/metrics`).
+    refusals: Refusals,
 }
 
 impl Conn {
@@ -40,6 +43,7 @@ impl Conn {
         stream: actix_ws::MessageStream,
         ticket: SocketTicket,
         settings: &WsSettings,
+        refusals: Refusals,
     ) -> Conn {
         let stream = stream
             .max_frame_size(settings.max_frame_bytes)
@@ -53,6 +57,7 @@ impl Conn {
             client_timeout: Duration::from_secs(settings.client_timeout_secs),
             last_seen: Instant::now(),
             bucket: TokenBucket::new(settings.messages_per_sec, settings.message_burst),
+            refusals,
         }
     }
 
@@ -70,12 +75,17 @@ impl Conn {
         let ticket = state.ws.admit(user, kind, settings.max_sockets_per_user);
         let (response, session, stream) = actix_ws::handle(req, body)?;
         let Some(ticket) = ticket else {
+            state.metrics.refusals.count(Limit::WsSockets);
             actix_web::rt::spawn(async move {
                 let _ = session.close(Some(Close::TooManySockets.frame())).await;
             });
             return Ok((response, None));
         };
-        Ok((response, Some(Conn::new(session, stream, ticket, settings))))
+        let refusals = state.metrics.refusals.clone();
+        Ok((
+            response,
+            Some(Conn::new(session, stream, ticket, settings, refusals)),
+        ))
     }
 
     pub fn id(&self) -> u64 {
@@ -161,6 +171,7 @@ impl Conn {
             AggregatedMessage::Close(_) => Incoming::End(Some(Close::Normal)),
             other => {
                 if !self.bucket.take() {
+                    self.refusals.count(Limit::WsMessages);
                     return Incoming::End(Some(Close::RateLimited));
                 }
                 match other {

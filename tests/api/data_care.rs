@@ -323,3 +323,39 @@ async fn a_statement_past_the_statement_timeout_is_cancelled_and_answered_503() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(rows(&app.db, "attempts", "student_id", student.id).await, 1);
 }
+
+#[tokio::test]
+async fn a_read_past_the_statement_timeout_is_answered_503_not_500() {
+    // PostgreSQL: another connection locks `classrooms` entirely, so the teacher's list waits;
+    // the server's statement_timeout cancels it (SQLSTATE 57014): overload, not a bug.
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut settings = db.settings();
+    settings.database.statement_timeout_ms = 300;
+    let app = TestApp::spawn_with(db, settings).await;
+    let teacher = app.signup_teacher().await;
+    app.create_classroom(&teacher).await;
+    let url = app.db.url.clone().expect("a PostgreSQL test database");
+    let mut lock = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE classrooms IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .expect("lock");
+
+    let (status, body) = teacher
+        .request(reqwest::Method::GET, "/api/v1/classrooms", None)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_error(&body, "unavailable");
+    assert!(body["retry_after"].as_u64().is_some(), "{body}");
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("unlock");
+    let (status, body) = teacher
+        .request(reqwest::Method::GET, "/api/v1/classrooms", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

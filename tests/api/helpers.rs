@@ -226,6 +226,8 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:port` of the internal `/metrics` listener, when `metrics.listen` is set.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub handle: nsi_live::startup::AppHandle,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -244,10 +246,14 @@ impl TestApp {
         init_logs();
         let app = Application::build(settings).await.expect("app builds");
         let port = app.port();
+        let metrics_address = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         let handle = app.handle();
         let task = tokio::spawn(app.run_until_stopped());
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
+            metrics_address,
             client: new_client(),
             handle,
             task,
