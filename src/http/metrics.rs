@@ -80,6 +80,26 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// A route template as a label: `/api/v1/exercises/{id}` → `/api/v1/exercises/:id`, and a
+/// segment's regex dropped (`{file:.*}` → `:file`). Braces are legal in label values, but
+/// several text-format parsers and log pipelines split on them.
+fn route_label(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let inner = &rest[open + 1..open + close];
+        out.push(':');
+        out.push_str(inner.split(':').next().unwrap_or(inner));
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Times each request until its response starts (a socket: until the upgrade is answered), and
 /// counts those in flight. The route is the matched template (`/api/v1/exercises/{id}`), or
 /// `unmatched` for paths no route knows (so scanners cannot create series).
@@ -94,7 +114,7 @@ pub async fn track(
     let method = method_label(req.method());
     let route = req
         .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or_else(|| "unmatched".to_owned(), |pattern| route_label(&pattern));
     http.in_flight.inc();
     let _in_flight = InFlight(http.in_flight.clone());
     let started = Instant::now();
@@ -111,4 +131,23 @@ pub async fn track(
         })
         .observe(started.elapsed().as_secs_f64());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn route_templates_become_labels_without_braces() {
+        assert_eq!(
+            route_label("/api/v1/exercises/{id}"),
+            "/api/v1/exercises/:id"
+        );
+        assert_eq!(
+            route_label("/api/v1/classrooms/{id}/students/{student}"),
+            "/api/v1/classrooms/:id/students/:student"
+        );
+        assert_eq!(route_label("/assets/{file:.*}"), "/assets/:file");
+        assert_eq!(route_label("/healthz"), "/healthz");
+    }
 }
