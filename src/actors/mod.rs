@@ -42,9 +42,7 @@ impl ActorSystem {
             store,
             writer.handle(),
             bus,
-            settings.actors.clone(),
-            settings.submissions.clone(),
-            settings.ws.clone(),
+            settings,
             metrics.refusals.clone(),
         );
         Ok(ActorSystem { registry, writer })

@@ -17,7 +17,7 @@ use super::runtime::ActorRuntime;
 use super::student::{ReloadClassrooms, StudentActor, StudentActorConfig};
 use super::writer::WriterHandle;
 use crate::bus::{BusStats, ClassEvent, EventBus, EventSink, Presence};
-use crate::config::{ActorSettings, SubmissionSettings, WsSettings};
+use crate::config::{ActorSettings, Settings, SubmissionSettings, WsSettings};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::error::AppError;
 use crate::metrics::Refusals;
@@ -60,14 +60,14 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
+    /// Reads the actor, submission and socket settings of `settings`; `refusals` counts what
+    /// the students' rate limit refuses.
     pub fn new(
         runtime: ActorRuntime,
         store: Store,
         writer: WriterHandle,
         bus: Arc<dyn EventBus>,
-        actors: ActorSettings,
-        submissions: SubmissionSettings,
-        ws: WsSettings,
+        settings: &Settings,
         refusals: Refusals,
     ) -> Arc<Registry> {
         let registry = Arc::new_cyclic(|me| Registry {
@@ -76,9 +76,9 @@ impl Registry {
             store,
             writer,
             bus,
-            actors,
-            submissions,
-            ws,
+            actors: settings.actors.clone(),
+            submissions: settings.submissions.clone(),
+            ws: settings.ws.clone(),
             refusals,
             students: DashMap::new(),
             classrooms: DashMap::new(),
