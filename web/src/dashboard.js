@@ -29,7 +29,7 @@ export class Dashboard {
       this.banner,
       h("p", { class: "legend" },
         h("span", { class: "cell-none" }, "· pas commencé"), " ",
-        h("span", { class: "cell-running" }, "⏳ tests en cours"), " ",
+        h("span", { class: "cell-running" }, "… tests en cours"), " ",
         h("span", { class: "cell-fail" }, "✗ n échecs"), " ",
         h("span", { class: "cell-pass" }, "✓ réussi (score)"), " ",
         h("span", { class: "stuck" }, "bloqué")),
@@ -247,7 +247,7 @@ export class Dashboard {
     let text = "·";
     if (running) {
       state = "running";
-      text = "⏳";
+      text = "…";
     } else if (c?.passed) {
       state = "pass";
       text = `✓ ${c.best_score}`;
