@@ -69,7 +69,7 @@ export class StudentSocket {
       // doing that would be resent forever: after three such closes it is dropped and said.
       if (ev.code === 4000 || ev.code === 4001) this.poisoned(ws.sent);
       this.emit({ type: "_status", status: "closed" });
-      if (ev.code === SESSION_ENDED) {
+      if (ev.code === SESSION_ENDED && !this.closed) {
         this.closed = true;
         this.onSessionEnded();
         return;

@@ -33,12 +33,16 @@ export async function refreshMe() {
   return ctx.me;
 }
 
+let loggingOut = false;
 export async function logout() {
-  await api("POST", "/auth/logout").catch(() => {});
+  // The server closes this session's sockets with 4010: not news to us, close them first.
+  loggingOut = true;
   ctx.socket?.close();
   ctx.socket = null;
+  await api("POST", "/auth/logout").catch(() => {});
   ctx.me = null;
   go("/");
+  loggingOut = false;
 }
 
 /// A socket was closed with 4010: the session it was opened with has ended. If this browser holds
@@ -46,6 +50,7 @@ export async function logout() {
 /// sent to sign in again — never a reconnect loop (a second 4010 within a minute signs out).
 let lastSessionEnd = 0;
 export async function sessionEnded() {
+  if (loggingOut) return;
   const role = ctx.me?.role;
   ctx.socket?.close();
   ctx.socket = null;
