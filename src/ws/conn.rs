@@ -84,12 +84,12 @@ impl Conn {
     ) -> actix_web::Result<(HttpResponse, Option<Conn>)> {
         let settings = &state.settings.ws;
         // The identity was resolved from this token just before: it is there.
-        let session = request_token(req)
+        let session_hash = request_token(req)
             .map(|token| token_hash(&token))
             .unwrap_or_default();
         let ticket = state
             .ws
-            .admit(user, session, kind, settings.max_sockets_per_user);
+            .admit(user, session_hash, kind, settings.max_sockets_per_user);
         let guarded: BoxedPayloadStream = Box::pin(GuardedPayload::new(
             body.into_inner(),
             settings.max_frame_bytes,
@@ -227,11 +227,9 @@ impl Conn {
             return Err(Close::HeartbeatTimeout);
         }
         // Cached like every request's check: the database is asked at most once per
-        // `auth.session_cache_ttl_secs` per session. A failed check keeps the socket.
-        if let Ok(None) = sessions
-            .resolve_hash(self.ticket.session_hash.clone())
-            .await
-        {
+        // `auth.session_cache_ttl_secs` per session. A failed or slow check keeps the socket.
+        let check = sessions.resolve_hash(self.ticket.session_hash.clone());
+        if let Ok(Ok(None)) = tokio::time::timeout(self.write_timeout, check).await {
             return Err(Close::SessionEnded);
         }
         match tokio::time::timeout(self.write_timeout, self.session.ping(b"")).await {
