@@ -25,6 +25,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub submissions: SubmissionSettings,
+    pub classrooms: ClassroomSettings,
     pub writer: WriterSettings,
     pub actors: ActorSettings,
     pub ws: WsSettings,
@@ -130,6 +131,16 @@ pub enum LogFormat {
 pub struct SubmissionSettings {
     pub rate_limit_per_hour: u32,
     pub max_code_bytes: usize,
+    /// Hint reveals one student may ask for per rolling minute (over HTTP and sockets together).
+    pub hint_reveals_per_minute: u32,
+}
+
+/// Bounds on what a teacher creates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassroomSettings {
+    /// Classrooms one teacher may have, archived ones included (then 409 `too_many_classrooms`).
+    pub max_per_teacher: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +379,14 @@ impl Settings {
             (
                 "submissions.max_code_bytes",
                 self.submissions.max_code_bytes as u64,
+            ),
+            (
+                "submissions.hint_reveals_per_minute",
+                u64::from(self.submissions.hint_reveals_per_minute),
+            ),
+            (
+                "classrooms.max_per_teacher",
+                u64::from(self.classrooms.max_per_teacher),
             ),
             ("writer.batch_max_rows", self.writer.batch_max_rows as u64),
             ("writer.queue_capacity", self.writer.queue_capacity as u64),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -16,6 +16,7 @@ use crate::actors::ActorSystem;
 use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
 use crate::auth::origin::AllowedOrigins;
+use crate::bus::{EventBus, LocalBus, SessionSink};
 use crate::config::Settings;
 use crate::content;
 use crate::domain::catalogue::{Catalogue, CourseSpec, ResultTable};
@@ -61,7 +62,9 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let actors = ActorSystem::start(store.clone(), &settings)?;
+        // One bus for the class events (to the actors) and the ended sessions (to the sockets).
+        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+        let actors = ActorSystem::start(store.clone(), &settings, bus.clone())?;
         let grader = Grader::start(
             settings.grading.sql_threads,
             settings.grading.sql_queue,
@@ -71,10 +74,12 @@ impl Application {
         )
         .context("starting the SQL grading threads")?;
         let rendered = web::Data::new(RenderedCatalogue::render(&catalogue));
+        let ws_hub = Arc::new(WsHub::default());
+        bus.attach_sessions(Arc::downgrade(&ws_hub) as Weak<dyn SessionSink>);
         let state = web::Data::new(AppState {
             registry: actors.registry.clone(),
-            ws: Arc::new(WsHub::default()),
-            auth: Arc::new(Auth::new(&settings.auth, store.clone())),
+            ws: ws_hub,
+            auth: Arc::new(Auth::new(&settings.auth, store.clone(), bus)),
             grader,
             settings,
             store,

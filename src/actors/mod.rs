@@ -9,7 +9,7 @@ pub mod writer;
 
 use std::sync::Arc;
 
-use crate::bus::{EventBus, LocalBus};
+use crate::bus::EventBus;
 use crate::config::Settings;
 use crate::store::Store;
 use registry::Registry;
@@ -23,10 +23,13 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    pub fn start(store: Store, settings: &Settings) -> anyhow::Result<ActorSystem> {
+    pub fn start(
+        store: Store,
+        settings: &Settings,
+        bus: Arc<dyn EventBus>,
+    ) -> anyhow::Result<ActorSystem> {
         let writer = AttemptWriter::start(store.clone(), settings.writer.clone());
         let runtime = ActorRuntime::start(settings.actors.arbiters)?;
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
         let registry = Registry::new(
             runtime,
             store,

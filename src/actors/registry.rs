@@ -125,6 +125,7 @@ impl Registry {
                     writer: self.writer.clone(),
                     registry: self.me.clone(),
                     rate_limit_per_hour: self.submissions.rate_limit_per_hour,
+                    hint_reveals_per_minute: self.submissions.hint_reveals_per_minute,
                     idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
                     stuck_failed_attempts: self.ws.stuck_failed_attempts,
                     stuck_after: Duration::from_secs(self.ws.stuck_after_secs),

@@ -34,8 +34,9 @@ use crate::store::progress::{AttemptRow, HintRow, ItemResult, StatsRow, WriteIte
 /// Answers kept per student for resends that arrive after the answer (the database keeps them all).
 const RECENT_ANSWERS: usize = 256;
 pub const HOUR_MS: i64 = 3_600_000;
-/// Changes one student may have waiting behind the one in flight. Submissions are also rate
-/// limited; hint reveals are not, so this is what bounds the actor's own queue.
+const MINUTE_MS: i64 = 60_000;
+/// Changes one student may have waiting behind the one in flight (submissions and hint reveals
+/// are also rate limited).
 const MAX_QUEUED: usize = 64;
 
 /// A validated submission.
@@ -192,6 +193,9 @@ pub struct StudentActor {
     idle_timeout: Duration,
     /// Accepted submissions of the last hour (their times), for the rate limit.
     recent_submissions: VecDeque<i64>,
+    hint_reveals_per_minute: u32,
+    /// Hint reveals asked in the last minute (their times), for theirs.
+    recent_reveals: VecDeque<i64>,
     queue: VecDeque<Pending>,
     busy: bool,
     /// Everyone waiting for an attempt's answer (the first sender and its resends).
@@ -213,6 +217,7 @@ pub struct StudentActorConfig {
     pub writer: WriterHandle,
     pub registry: Weak<Registry>,
     pub rate_limit_per_hour: u32,
+    pub hint_reveals_per_minute: u32,
     pub idle_timeout: Duration,
     pub stuck_failed_attempts: i32,
     pub stuck_after: Duration,
@@ -236,6 +241,8 @@ impl StudentActor {
             rate_limit_per_hour: config.rate_limit_per_hour,
             idle_timeout: config.idle_timeout,
             recent_submissions: recent_submissions.into(),
+            hint_reveals_per_minute: config.hint_reveals_per_minute,
+            recent_reveals: VecDeque::new(),
             queue: VecDeque::new(),
             busy: false,
             waiting: HashMap::new(),
@@ -401,19 +408,12 @@ impl StudentActor {
 
     /// Seconds until the oldest submission of the window leaves it, if the window is full.
     fn rate_limited(&mut self, now: i64) -> Option<u64> {
-        while self
-            .recent_submissions
-            .front()
-            .is_some_and(|t| now - t >= HOUR_MS)
-        {
-            self.recent_submissions.pop_front();
-        }
-        if self.recent_submissions.len() >= self.rate_limit_per_hour as usize {
-            let oldest = self.recent_submissions.front().copied().unwrap_or(now);
-            Some(((oldest + HOUR_MS - now).max(1000) / 1000) as u64)
-        } else {
-            None
-        }
+        window_full(
+            &mut self.recent_submissions,
+            now,
+            HOUR_MS,
+            self.rate_limit_per_hour,
+        )
     }
 
     fn stats_after(
@@ -782,6 +782,20 @@ impl Handler<Submit> for StudentActor {
     }
 }
 
+/// Seconds until the oldest time of a sliding window of `window_ms` leaves it, if the window
+/// already holds `max` times (older times are dropped first).
+fn window_full(times: &mut VecDeque<i64>, now: i64, window_ms: i64, max: u32) -> Option<u64> {
+    while times.front().is_some_and(|t| now - t >= window_ms) {
+        times.pop_front();
+    }
+    if times.len() >= max as usize {
+        let oldest = times.front().copied().unwrap_or(now);
+        Some(((oldest + window_ms - now).max(1000) / 1000) as u64)
+    } else {
+        None
+    }
+}
+
 impl Handler<RevealHint> for StudentActor {
     type Result = ResponseFuture<Result<HintAnswer, ActorError>>;
 
@@ -790,6 +804,13 @@ impl Handler<RevealHint> for StudentActor {
         if self.queue.len() >= MAX_QUEUED {
             return Box::pin(async { Err(ActorError::Overloaded) });
         }
+        // Every request counts, one already revealed too: each costs a turn of the actor.
+        let now = now_ms();
+        let max = self.hint_reveals_per_minute;
+        if let Some(retry_after_secs) = window_full(&mut self.recent_reveals, now, MINUTE_MS, max) {
+            return Box::pin(async move { Err(ActorError::RateLimited { retry_after_secs }) });
+        }
+        self.recent_reveals.push_back(now);
         let (tx, rx) = oneshot::channel();
         self.queue.push_back(Pending::Hint {
             hint_id: msg.hint_id,

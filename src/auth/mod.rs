@@ -59,9 +59,13 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(settings: &AuthSettings, store: Store) -> Auth {
+    pub fn new(
+        settings: &AuthSettings,
+        store: Store,
+        bus: std::sync::Arc<dyn crate::bus::EventBus>,
+    ) -> Auth {
         Auth {
-            sessions: Sessions::new(settings, store),
+            sessions: Sessions::new(settings, store, bus),
             throttle: AuthThrottle::new(settings),
             cookie_secure: settings.cookie_secure,
             trust_forwarded_for: settings.trust_forwarded_for,

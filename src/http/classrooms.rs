@@ -71,10 +71,18 @@ async fn create_classroom(
 ) -> Result<HttpResponse> {
     let name = accounts::validate_classroom_name(&body.name).map_err(invalid("invalid_name"))?;
     let school = accounts::validate_school(&body.school).map_err(invalid("invalid_school"))?;
+    let max = state.settings.classrooms.max_per_teacher;
     let classroom = state
         .store
-        .create_classroom(teacher.user_id, &name, &school, now_ms())
-        .await?;
+        .create_classroom(teacher.user_id, &name, &school, now_ms(), max)
+        .await?
+        .ok_or_else(|| AppError::Conflict {
+            code: "too_many_classrooms",
+            message: format!(
+                "Vous avez déjà {max} classes : supprimez définitivement une ancienne classe \
+                 avant d'en créer une nouvelle."
+            ),
+        })?;
     tracing::info!(
         user_id = teacher.user_id.0,
         classroom_id = classroom.id.0,

@@ -133,32 +133,41 @@ const STUDENT_CLASS_SELECT: &str = "SELECT c.id, c.name, c.school, t.display_nam
 
 impl Store {
     /// Creates a classroom with a fresh join code.
+    /// Creates a classroom, unless the teacher already has `max` (archived ones included): then
+    /// `None`. The count and the insert are one statement; on PostgreSQL, creations of one teacher
+    /// running at the same instant may each see room for one more (the cap is exact on SQLite,
+    /// whose writes are serialised).
     pub async fn create_classroom(
         &self,
         teacher: UserId,
         name: &str,
         school: &str,
         now: i64,
-    ) -> anyhow::Result<Classroom> {
+        max: u32,
+    ) -> anyhow::Result<Option<Classroom>> {
         for _ in 0..JOIN_CODE_TRIES {
             let code = generate_join_code(&mut rand::rng());
-            let inserted: Result<i64, sqlx::Error> = on_pool!(self, pool => {
+            let inserted: Result<Option<i64>, sqlx::Error> = on_pool!(self, pool => {
                 sqlx::query(
                     "INSERT INTO classrooms (teacher_id, name, school, join_code, created_at)
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                     SELECT $1, $2, $3, $4, $5
+                     WHERE (SELECT COUNT(*) FROM classrooms WHERE teacher_id = $1) < $6
+                     RETURNING id",
                 )
                 .bind(teacher.0)
                 .bind(name)
                 .bind(school)
                 .bind(&code)
                 .bind(now)
-                .fetch_one(pool)
+                .bind(i64::from(max))
+                .fetch_optional(pool)
                 .await
-                .and_then(|r| r.try_get("id"))
+                .and_then(|r| r.map(|r| r.try_get("id")).transpose())
             });
             match inserted {
-                Ok(id) => {
-                    return Ok(Classroom {
+                Ok(None) => return Ok(None),
+                Ok(Some(id)) => {
+                    return Ok(Some(Classroom {
                         id: ClassroomId(id),
                         teacher_id: teacher,
                         name: name.to_owned(),
@@ -168,7 +177,7 @@ impl Store {
                         archived_at: None,
                         student_count: 0,
                         leaderboard_server_checked_only: false,
-                    });
+                    }));
                 }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),

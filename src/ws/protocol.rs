@@ -38,10 +38,13 @@ pub enum Close {
     SlowConsumer,
     /// 4009: the user already has `ws.max_sockets_per_user` sockets open.
     TooManySockets,
+    /// 4010: the session the socket was opened with ended (logout, a new sign-in, a password
+    /// change, a recovery code reset, the account closed): sign in again, do not reconnect.
+    SessionEnded,
 }
 
 impl Close {
-    pub const ALL: [Close; 10] = [
+    pub const ALL: [Close; 11] = [
         Close::Normal,
         Close::GoingAway,
         Close::TooBig,
@@ -52,6 +55,7 @@ impl Close {
         Close::HeartbeatTimeout,
         Close::SlowConsumer,
         Close::TooManySockets,
+        Close::SessionEnded,
     ];
 
     pub fn code(self) -> u16 {
@@ -66,6 +70,7 @@ impl Close {
             Close::HeartbeatTimeout => 4003,
             Close::SlowConsumer => 4008,
             Close::TooManySockets => 4009,
+            Close::SessionEnded => 4010,
         }
     }
 
@@ -86,6 +91,7 @@ impl Close {
             Close::HeartbeatTimeout => "Connexion inactive.",
             Close::SlowConsumer => "Connexion trop lente.",
             Close::TooManySockets => "Trop de connexions ouvertes pour ce compte.",
+            Close::SessionEnded => "Session terminée : reconnectez-vous.",
         }
     }
 
