@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::registry::Registry;
+use super::registry::{LoadTimedOut, Registry, ReloadKind};
 use crate::bus::{ClassEvent, Presence};
 use crate::domain::ids::{ClassroomId, ExerciseId, UserId};
 use crate::domain::progress::{ExerciseProgress, level_for};
@@ -88,6 +88,17 @@ impl ClassroomData {
             members,
             progress,
         }))
+    }
+
+    /// `load`, given up after `limit` (an error, as a database error is).
+    pub async fn load_within(
+        store: &Store,
+        id: ClassroomId,
+        limit: Duration,
+    ) -> anyhow::Result<Option<ClassroomData>> {
+        tokio::time::timeout(limit, Self::load(store, id))
+            .await
+            .map_err(|_| LoadTimedOut)?
     }
 }
 
@@ -183,18 +194,6 @@ pub struct LeaderboardEntry {
     pub level: i64,
 }
 
-/// Who may read the class (teacher: the owner; students: the members).
-#[derive(Message, Clone)]
-#[rtype(result = "Access")]
-pub struct CheckAccess(pub UserId);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Teacher,
-    Member,
-    None,
-}
-
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Apply(pub Arc<ClassEvent>);
@@ -217,9 +216,14 @@ pub struct EventsSince {
 }
 
 /// Reload roster and XP from the database (a student joined or left, a setting changed).
-#[derive(Message, Clone)]
+/// `applied`, if given, is answered once a reload that read the database after this message
+/// arrived has been applied (not answered, but dropped, when more than `MAX_RELOAD_WAITERS`
+/// wait, or when the class stops).
+#[derive(Message, Default)]
 #[rtype(result = "()")]
-pub struct Reload;
+pub struct Reload {
+    pub applied: Option<oneshot::Sender<()>>,
+}
 
 /// A dashboard's socket as the class sees it: a bounded queue of serialised `delta` messages and
 /// the flag raised when that queue was full.
@@ -278,7 +282,16 @@ pub struct ClassroomActor {
     dirty: Arc<AtomicBool>,
     idle_timeout: Duration,
     last_active: Instant,
+    load_timeout: Duration,
     reloading: bool,
+    /// A reload was asked while one was running (which may have read the database before the
+    /// change): run another one after it. `Some(lost_events)`.
+    reload_again: Option<bool>,
+    /// Waiting for the reload in flight, and for the next one.
+    applied_now: Vec<oneshot::Sender<()>>,
+    applied_next: Vec<oneshot::Sender<()>>,
+    /// Events that arrived during the reload, folded again after it; at most `ring_capacity`
+    /// (past it: dropped, and another reload with a new stream epoch follows).
     during_reload: Vec<Arc<ClassEvent>>,
     stuck: HashMap<UserId, BTreeSet<ExerciseId>>,
     subscribers: HashMap<u64, Subscriber>,
@@ -286,12 +299,17 @@ pub struct ClassroomActor {
 
 /// How often a class checks whether it must reload (an event could not be delivered).
 const DIRTY_CHECK: Duration = Duration::from_secs(1);
+/// A failed reload is tried again after this long.
+const RELOAD_RETRY: Duration = Duration::from_secs(1);
+/// Requests waiting for one class's next reload (more are answered without waiting).
+const MAX_RELOAD_WAITERS: usize = 256;
 
 pub struct ClassroomActorConfig {
     pub store: Store,
     pub registry: Weak<Registry>,
     pub ring_capacity: usize,
     pub idle_timeout: Duration,
+    pub load_timeout: Duration,
     pub dirty: Arc<AtomicBool>,
 }
 
@@ -311,7 +329,11 @@ impl ClassroomActor {
             dirty: config.dirty,
             idle_timeout: config.idle_timeout,
             last_active: Instant::now(),
+            load_timeout: config.load_timeout,
             reloading: false,
+            reload_again: None,
+            applied_now: Vec::new(),
+            applied_next: Vec::new(),
             during_reload: Vec::new(),
             stuck: HashMap::new(),
             subscribers: HashMap::new(),
@@ -508,21 +530,21 @@ impl ClassroomActor {
 
     /// Reloads roster and progress from the database. `lost_events`: events could not be
     /// delivered to this actor (its mailbox was full), so its stream has a gap: once reloaded it
-    /// starts a new one (see `restart_stream`).
+    /// starts a new one (see `restart_stream`). A reload asked while one runs runs after it (the
+    /// running one may have read the database before the change); a failed one is tried again a
+    /// second later, until it succeeds or the class is deleted.
     fn reload(&mut self, ctx: &mut Context<Self>, lost_events: bool) {
         if self.reloading {
-            if lost_events {
-                // The reload in flight may have read the database before the lost events'
-                // commits: do another one after it.
-                self.dirty.store(true, Ordering::Release);
-            }
+            self.reload_after_this_one(lost_events);
             return;
         }
         self.reloading = true;
+        self.applied_now.append(&mut self.applied_next);
         let store = self.store.clone();
         let id = self.id;
+        let limit = self.load_timeout;
         ctx.spawn(
-            async move { ClassroomData::load(&store, id).await }
+            async move { ClassroomData::load_within(&store, id, limit).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.reloading = false;
@@ -539,6 +561,9 @@ impl ClassroomActor {
                                 act.restart_stream();
                             }
                             act.announce_roster_changes(joined, left);
+                            for tx in act.applied_now.drain(..) {
+                                let _ = tx.send(());
+                            }
                         }
                         Ok(None) => {
                             // The class was deleted.
@@ -546,20 +571,40 @@ impl ClassroomActor {
                                 registry.forget_classroom(act.id, &ctx.address());
                             }
                             ctx.stop();
+                            return;
                         }
                         Err(e) => {
                             tracing::warn!(
                                 error = format!("{e:#}"),
-                                "reloading a classroom failed"
+                                "reloading a classroom failed; trying again in a second"
                             );
-                            if lost_events {
-                                // Try again at the next dirty check: the gap must be announced.
-                                act.dirty.store(true, Ordering::Release);
+                            if let Some(registry) = act.registry.upgrade() {
+                                registry.count_reload_failure(ReloadKind::Classroom);
                             }
+                            // Its waiters wait for the next one.
+                            act.applied_next.append(&mut act.applied_now);
+                            ctx.run_later(RELOAD_RETRY, move |act, ctx| {
+                                act.reload(ctx, lost_events)
+                            });
+                            return;
                         }
+                    }
+                    if let Some(lost_events) = act.reload_again.take() {
+                        act.reload(ctx, lost_events);
                     }
                 }),
         );
+    }
+
+    /// Another reload runs after the one in flight (which may have read the database before the
+    /// change that asks for it).
+    fn reload_after_this_one(&mut self, lost_events: bool) {
+        if self.reload_again.is_none()
+            && let Some(registry) = self.registry.upgrade()
+        {
+            registry.count_reload_queued();
+        }
+        self.reload_again = Some(self.reload_again.unwrap_or(false) || lost_events);
     }
 
     /// A stream with a gap must not be resumed across it: a new epoch turns every resume from
@@ -723,24 +768,15 @@ impl Handler<Apply> for ClassroomActor {
         if self.reloading {
             // Folded again after the reload, which may have read the database before this
             // event's commit (folding is idempotent: absolute values ordered by attempt count).
-            self.during_reload.push(event.clone());
+            if self.during_reload.len() < self.ring_capacity {
+                self.during_reload.push(event.clone());
+            } else {
+                // Too many to keep: another reload follows this one, and the stream restarts.
+                self.during_reload.clear();
+                self.reload_after_this_one(true);
+            }
         }
         self.push(event);
-    }
-}
-
-impl Handler<CheckAccess> for ClassroomActor {
-    type Result = MessageResult<CheckAccess>;
-
-    fn handle(&mut self, CheckAccess(user): CheckAccess, _ctx: &mut Self::Context) -> Self::Result {
-        self.last_active = Instant::now();
-        MessageResult(if user == self.teacher_id {
-            Access::Teacher
-        } else if self.members.contains_key(&user) {
-            Access::Member
-        } else {
-            Access::None
-        })
     }
 }
 
@@ -796,7 +832,12 @@ impl Handler<EventsSince> for ClassroomActor {
 impl Handler<Reload> for ClassroomActor {
     type Result = ();
 
-    fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Reload, ctx: &mut Self::Context) {
+        if let Some(tx) = msg.applied
+            && self.applied_next.len() < MAX_RELOAD_WAITERS
+        {
+            self.applied_next.push(tx);
+        }
         self.reload(ctx, false);
     }
 }

@@ -19,7 +19,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::registry::Registry;
+use super::registry::{LoadTimedOut, Registry, ReloadKind};
 use super::writer::{WriteError, WriterHandle};
 use crate::bus::{ClassEvent, Presence, StuckReason};
 use crate::domain::ids::{AttemptId, ClassroomId, ExerciseId, HintId, UserId};
@@ -37,6 +37,11 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// Changes one student may have waiting behind the one in flight. Submissions are also rate
 /// limited; hint reveals are not, so this is what bounds the actor's own queue.
 const MAX_QUEUED: usize = 64;
+/// Requests waiting for one attempt's answer (its first sender and resends); more answer 503.
+const MAX_WAITERS_PER_ATTEMPT: usize = 16;
+/// A failed reload is tried again after this long, doubled each time up to `RELOAD_BACKOFF_MAX`.
+const RELOAD_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RELOAD_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A validated submission.
 #[derive(Debug, Clone)]
@@ -105,6 +110,10 @@ pub enum ActorError {
     AttemptIdConflict,
     #[error("shutting down")]
     ShuttingDown,
+    /// The student's state is being reloaded from the database after a write that may have
+    /// committed, and the reload failed: no change is computed on a stale base meanwhile.
+    #[error("reloading")]
+    Reloading,
 }
 
 #[derive(Message, Clone)]
@@ -207,6 +216,16 @@ pub struct StudentActor {
     stuck_after: Duration,
     /// Bumped at every change of `classrooms`: a load started before a newer change is dropped.
     classrooms_generation: u64,
+    /// The last reload of the hot state failed: it is retried after `reload_backoff`, and changes
+    /// are refused (503) until one succeeds.
+    reload_failing: bool,
+    reload_backoff: Duration,
+    /// The presence the classes were last told, when, and whether a later one waits to be told
+    /// (at most one publication per `presence_interval`; the last state wins).
+    presence_published: Presence,
+    presence_published_at: Option<Instant>,
+    presence_flush_scheduled: bool,
+    presence_interval: Duration,
 }
 
 pub struct StudentActorConfig {
@@ -216,6 +235,7 @@ pub struct StudentActorConfig {
     pub idle_timeout: Duration,
     pub stuck_failed_attempts: i32,
     pub stuck_after: Duration,
+    pub presence_interval: Duration,
 }
 
 impl StudentActor {
@@ -248,6 +268,12 @@ impl StudentActor {
             stuck_failed_attempts: config.stuck_failed_attempts,
             stuck_after: config.stuck_after,
             classrooms_generation: 0,
+            reload_failing: false,
+            reload_backoff: RELOAD_BACKOFF_MIN,
+            presence_published: Presence::default(),
+            presence_published_at: None,
+            presence_flush_scheduled: false,
+            presence_interval: config.presence_interval,
         }
     }
 
@@ -262,7 +288,7 @@ impl StudentActor {
         }
     }
 
-    fn set_presence(&mut self, presence: Presence) {
+    fn set_presence(&mut self, presence: Presence, ctx: &mut Context<Self>) {
         if presence == self.presence {
             return;
         }
@@ -270,30 +296,61 @@ impl StudentActor {
         if let Some(registry) = self.registry.upgrade() {
             registry.set_presence(self.id, &presence);
         }
+        self.flush_presence(ctx);
+    }
+
+    /// Tells the classes the current presence, unless they were told one less than
+    /// `presence_interval` ago: then once that interval is over (the state of that moment).
+    fn flush_presence(&mut self, ctx: &mut Context<Self>) {
+        if self.presence_flush_scheduled {
+            return;
+        }
+        if let Some(at) = self.presence_published_at {
+            let since = at.elapsed();
+            if since < self.presence_interval {
+                self.presence_flush_scheduled = true;
+                ctx.run_later(self.presence_interval - since, |act, ctx| {
+                    act.presence_flush_scheduled = false;
+                    act.flush_presence(ctx);
+                });
+                return;
+            }
+        }
+        if self.presence == self.presence_published {
+            return;
+        }
+        self.presence_published = self.presence.clone();
+        self.presence_published_at = Some(Instant::now());
         self.publish(ClassEvent::PresenceChanged {
             student_id: self.id,
-            presence,
+            presence: self.presence.clone(),
             at: now_ms(),
         });
     }
 
-    fn activity(&mut self, exercise_id: Option<ExerciseId>, running_tests: bool) {
+    fn activity(
+        &mut self,
+        exercise_id: Option<ExerciseId>,
+        running_tests: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let since = match exercise_id {
             None => None,
             Some(_) if exercise_id == self.presence.exercise_id => self.presence.since,
             Some(_) => Some(now_ms()),
         };
-        self.set_presence(Presence {
+        let presence = Presence {
             online: !self.sockets.is_empty(),
             exercise_id,
             running_tests: running_tests && exercise_id.is_some(),
             since,
-        });
+        };
+        self.set_presence(presence, ctx);
     }
 
     /// Pushes a newly stored attempt to the student's sockets but the one that sent it. A socket
     /// whose queue is full is dropped and closes as a slow consumer: the actor never waits on one.
-    fn push_answer(&mut self, answer: &SubmitAnswer, origin: Option<u64>) {
+    fn push_answer(&mut self, answer: &SubmitAnswer, origin: Option<u64>, ctx: &mut Context<Self>) {
         if self.sockets.is_empty() {
             return;
         }
@@ -312,7 +369,7 @@ impl StudentActor {
             }
         });
         if self.sockets.is_empty() {
-            self.set_presence(Presence::default());
+            self.set_presence(Presence::default(), ctx);
         }
     }
 
@@ -362,16 +419,17 @@ impl StudentActor {
 
     /// Sockets that ended without their `DetachSocket` reaching the actor (mailbox full, or
     /// timed out) go here, so the student does not stay "online" and the actor can passivate.
-    fn forget_closed_sockets(&mut self) {
+    fn forget_closed_sockets(&mut self, ctx: &mut Context<Self>) {
         let before = self.sockets.len();
         self.sockets.retain(|_, sink| !sink.tx.is_closed());
         if before > 0 && self.sockets.is_empty() {
-            self.set_presence(Presence::default());
+            self.set_presence(Presence::default(), ctx);
         }
     }
 
+    /// A reload that keeps failing does not keep an idle actor: a new one loads afresh.
     fn has_unflushed_work(&self) -> bool {
-        self.busy || !self.queue.is_empty() || !self.waiting.is_empty()
+        (self.busy && !self.reload_failing) || !self.queue.is_empty() || !self.waiting.is_empty()
     }
 
     fn remember(&mut self, answer: SubmitAnswer) {
@@ -511,9 +569,16 @@ impl StudentActor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.busy = false;
-                    if !matches!(result, Ok(ItemResult::Written)) {
-                        // Not stored by this submission (refused, or already stored: then the
-                        // window rebuilt from the database already counts it).
+                    let own = act.id;
+                    let maybe_stored = match &result {
+                        Ok(ItemResult::Written) | Err(WriteError::Failed) => true,
+                        Ok(ItemResult::Duplicate { student_id, .. }) => *student_id == own,
+                        Err(_) => false,
+                    };
+                    if !maybe_stored {
+                        // Certainly not stored: the student will resend it, and must not be
+                        // charged twice. (After a write that may have committed, or a resend
+                        // of a stored one, the reload rebuilds the window from the database.)
                         act.release_rate_slot(at_ms);
                     }
                     act.finish_attempt(result, outcome, answer, origin, ctx);
@@ -538,9 +603,9 @@ impl StudentActor {
                 self.check_stuck_after_attempt(outcome.exercise_id);
                 if self.presence.running_tests {
                     // The tests ran: their result is this attempt.
-                    self.activity(self.presence.exercise_id, false);
+                    self.activity(self.presence.exercise_id, false, ctx);
                 }
-                self.push_answer(&answer, origin);
+                self.push_answer(&answer, origin, ctx);
                 self.remember(answer.clone());
                 self.answer_waiters(&attempt_id, Ok(answer));
             }
@@ -551,28 +616,22 @@ impl StudentActor {
                 let stored: Option<SubmitAnswer> = serde_json::from_str(&stored).ok();
                 match stored {
                     Some(stored) if student_id == self.id => {
-                        // Stored before this actor loaded, or by another instance: the hot state
-                        // may lack it, so reload it from the database.
-                        self.remember(stored.clone());
-                        self.answer_waiters(&attempt_id, Ok(stored));
-                        self.reload(ctx);
+                        // Stored by an earlier try whose answer was lost (a batch that timed
+                        // out after its commit), before this actor loaded, or by another
+                        // instance: the hot state may lack it, so reload it from the database,
+                        // and tell the classes and the other tabs what the reload reveals.
+                        self.answer_waiters(&attempt_id, Ok(stored.clone()));
+                        self.reload(Some((stored, origin)), ctx);
                     }
                     _ => self.answer_waiters(&attempt_id, Err(ActorError::AttemptIdConflict)),
                 }
             }
             Err(e) => {
-                self.reload_if_maybe_committed(&e, ctx);
+                if matches!(e, WriteError::Failed) {
+                    self.reload(Some((answer, origin)), ctx);
+                }
                 self.answer_waiters(&attempt_id, Err(write_error(e)));
             }
-        }
-    }
-
-    /// A write that failed may still have committed (a connection lost after COMMIT was sent,
-    /// a batch that timed out): the hot state is reloaded from the database before the next
-    /// change is computed, so it never builds on a stale base.
-    fn reload_if_maybe_committed(&mut self, e: &WriteError, ctx: &mut Context<Self>) {
-        if matches!(e, WriteError::Failed) {
-            self.reload(ctx);
         }
     }
 
@@ -661,7 +720,10 @@ impl StudentActor {
                             Ok(act.hint_answer(&outcome))
                         }
                         Err(e) => {
-                            act.reload_if_maybe_committed(&e, ctx);
+                            if matches!(e, WriteError::Failed) {
+                                // A write that failed may still have committed.
+                                act.reload(None, ctx);
+                            }
                             Err(write_error(e))
                         }
                     };
@@ -681,30 +743,166 @@ impl StudentActor {
         }
     }
 
-    /// Replaces the hot state with the database's (after finding an attempt stored elsewhere).
-    /// Queued changes wait for it: they must be computed from the reloaded state.
-    fn reload(&mut self, ctx: &mut Context<Self>) {
+    /// Replaces the hot state with the database's, after a write that may have committed (a
+    /// connection lost after COMMIT was sent, a batch that timed out) or a resend found stored:
+    /// the next change must be computed from what the database has, never from a stale base
+    /// (XP and streak are written as absolute values). Queued changes wait for it. A reload that
+    /// fails is retried with a growing delay (`RELOAD_BACKOFF_MIN` to `RELOAD_BACKOFF_MAX`);
+    /// meanwhile queued and new changes answer 503 (`ActorError::Reloading`).
+    ///
+    /// `maybe_stored`: the attempt whose write may have committed, and the socket that sent it.
+    /// If the reload shows it stored, the classes get its `attempt_recorded` (and the badges and
+    /// achievements the reload reveals), the other tabs get its answer, and the stuck check runs.
+    fn reload(
+        &mut self,
+        maybe_stored: Option<(SubmitAnswer, Option<u64>)>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
-        let store = registry.store().clone();
         let id = self.id;
+        let limit = registry.load_timeout();
         self.busy = true;
         ctx.spawn(
-            async move { store.load_student_progress(id).await }
-                .into_actor(self)
-                .map(|result, act, ctx| {
-                    act.busy = false;
-                    match result {
-                        Ok(progress) => act.progress = progress,
-                        Err(e) => tracing::warn!(
-                            error = format!("{e:#}"),
-                            "reloading a student's progress failed"
-                        ),
+            async move {
+                let loading = async {
+                    let progress = registry.store().load_student_progress(id).await?;
+                    let window = registry.recent_attempt_times(id).await?;
+                    Ok::<_, anyhow::Error>((progress, window))
+                };
+                tokio::time::timeout(limit, loading)
+                    .await
+                    .map_err(|_| LoadTimedOut)?
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                act.busy = false;
+                match result {
+                    Ok((progress, window)) => {
+                        act.reload_failing = false;
+                        act.reload_backoff = RELOAD_BACKOFF_MIN;
+                        let before = std::mem::replace(&mut act.progress, progress);
+                        act.rebuild_rate_window(window);
+                        act.publish_revealed(&before, maybe_stored, ctx);
+                        act.process_next(ctx);
                     }
-                    act.process_next(ctx);
-                }),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            retry_in_ms = act.reload_backoff.as_millis() as u64,
+                            "reloading a student's progress failed"
+                        );
+                        if let Some(registry) = act.registry.upgrade() {
+                            registry.count_reload_failure(ReloadKind::Student);
+                        }
+                        act.reload_failing = true;
+                        act.refuse_queued(ActorError::Reloading);
+                        let delay = act.reload_backoff;
+                        act.reload_backoff = (delay * 2).min(RELOAD_BACKOFF_MAX);
+                        // Busy until the reload succeeds: nothing is computed meanwhile.
+                        act.busy = true;
+                        ctx.run_later(delay, move |act, ctx| {
+                            act.busy = false;
+                            act.reload(maybe_stored, ctx);
+                        });
+                    }
+                }
+            }),
         );
+    }
+
+    /// The rate window from the database's attempts of the last hour, plus the submissions
+    /// accepted since and not yet written (queued).
+    fn rebuild_rate_window(&mut self, stored: Vec<i64>) {
+        let mut window: Vec<i64> = stored;
+        window.extend(self.queue.iter().filter_map(|p| match p {
+            Pending::Attempt { at_ms, .. } => Some(*at_ms),
+            Pending::Hint { .. } => None,
+        }));
+        window.sort_unstable();
+        self.recent_submissions = window.into();
+    }
+
+    /// Answers every queued change with `error` (their rate slots given back: nothing of them
+    /// was written).
+    fn refuse_queued(&mut self, error: ActorError) {
+        for pending in std::mem::take(&mut self.queue) {
+            match pending {
+                Pending::Attempt { attempt, at_ms } => {
+                    self.release_rate_slot(at_ms);
+                    self.answer_waiters(&attempt.attempt_id, Err(error.clone()));
+                }
+                Pending::Hint { reply, .. } => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// After a reload: what it shows that the hot state `before` lacked goes to the classes
+    /// (the attempt that may have been stored, new badges and achievements, else a new XP).
+    fn publish_revealed(
+        &mut self,
+        before: &StudentProgress,
+        maybe_stored: Option<(SubmitAnswer, Option<u64>)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let at = now_ms();
+        let attempts =
+            |p: &StudentProgress, e: ExerciseId| p.exercises.get(&e).map_or(0, |p| p.attempts);
+        let mut told_xp = false;
+        if let Some((answer, origin)) = maybe_stored
+            && attempts(&self.progress, answer.exercise_id) > attempts(before, answer.exercise_id)
+            && let Some(cell) = self.progress.exercises.get(&answer.exercise_id).cloned()
+        {
+            self.publish(ClassEvent::AttemptRecorded {
+                student_id: self.id,
+                exercise_id: answer.exercise_id,
+                attempt_id: answer.attempt_id.clone(),
+                passed: answer.passed,
+                score: answer.score,
+                at: cell.last_attempt_at,
+                progress: cell,
+                xp: self.progress.xp,
+            });
+            told_xp = true;
+            self.check_stuck_after_attempt(answer.exercise_id);
+            self.push_answer(&answer, origin, ctx);
+            self.remember(answer);
+        }
+        let badges: Vec<_> = self
+            .progress
+            .badges
+            .difference(&before.badges)
+            .copied()
+            .collect();
+        for badge in badges {
+            self.publish(ClassEvent::BadgeAwarded {
+                student_id: self.id,
+                badge,
+                at,
+            });
+        }
+        let achievements: Vec<_> = self
+            .progress
+            .achievements
+            .difference(&before.achievements)
+            .copied()
+            .collect();
+        for achievement in achievements {
+            self.publish(ClassEvent::AchievementUnlocked {
+                student_id: self.id,
+                achievement,
+                at,
+            });
+        }
+        if !told_xp && self.progress.xp != before.xp {
+            self.publish(ClassEvent::XpChanged {
+                student_id: self.id,
+                xp: self.progress.xp,
+            });
+        }
     }
 }
 
@@ -723,8 +921,8 @@ impl Actor for StudentActor {
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
         let stuck_every =
             (self.stuck_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        ctx.run_interval(stuck_every, |act, _ctx| {
-            act.forget_closed_sockets();
+        ctx.run_interval(stuck_every, |act, ctx| {
+            act.forget_closed_sockets(ctx);
             act.check_stuck_by_time();
         });
         ctx.run_interval(check_every, |act, ctx| {
@@ -761,8 +959,14 @@ impl Handler<Submit> for StudentActor {
         }
         if let Some(waiters) = self.waiting.get_mut(&attempt.attempt_id) {
             // The same attempt is queued or in flight: wait for its answer.
+            if waiters.len() >= MAX_WAITERS_PER_ATTEMPT {
+                return reply(Err(ActorError::Overloaded));
+            }
             waiters.push(tx);
         } else {
+            if self.reload_failing {
+                return reply(Err(ActorError::Reloading));
+            }
             if self.queue.len() >= MAX_QUEUED {
                 return reply(Err(ActorError::Overloaded));
             }
@@ -787,6 +991,9 @@ impl Handler<RevealHint> for StudentActor {
 
     fn handle(&mut self, msg: RevealHint, ctx: &mut Self::Context) -> Self::Result {
         self.last_active = Instant::now();
+        if self.reload_failing {
+            return Box::pin(async { Err(ActorError::Reloading) });
+        }
         if self.queue.len() >= MAX_QUEUED {
             return Box::pin(async { Err(ActorError::Overloaded) });
         }
@@ -857,13 +1064,13 @@ impl Handler<AttachSocket> for StudentActor {
     fn handle(
         &mut self,
         AttachSocket(sink): AttachSocket,
-        _ctx: &mut Self::Context,
+        ctx: &mut Self::Context,
     ) -> Self::Result {
         self.last_active = Instant::now();
         self.sockets.insert(sink.id, sink);
         let mut presence = self.presence.clone();
         presence.online = true;
-        self.set_presence(presence);
+        self.set_presence(presence, ctx);
         MessageResult(self.progress.clone())
     }
 }
@@ -871,10 +1078,10 @@ impl Handler<AttachSocket> for StudentActor {
 impl Handler<DetachSocket> for StudentActor {
     type Result = ();
 
-    fn handle(&mut self, DetachSocket(id): DetachSocket, _ctx: &mut Self::Context) {
+    fn handle(&mut self, DetachSocket(id): DetachSocket, ctx: &mut Self::Context) {
         self.last_active = Instant::now();
         if self.sockets.remove(&id).is_some() && self.sockets.is_empty() {
-            self.set_presence(Presence::default());
+            self.set_presence(Presence::default(), ctx);
         }
     }
 }
@@ -882,10 +1089,10 @@ impl Handler<DetachSocket> for StudentActor {
 impl Handler<SetActivity> for StudentActor {
     type Result = ();
 
-    fn handle(&mut self, msg: SetActivity, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: SetActivity, ctx: &mut Self::Context) {
         self.last_active = Instant::now();
         if !self.sockets.is_empty() {
-            self.activity(msg.exercise_id, msg.running_tests);
+            self.activity(msg.exercise_id, msg.running_tests, ctx);
         }
     }
 }

@@ -12,6 +12,7 @@ mod grading;
 mod health;
 mod helpers;
 mod history;
+mod live_state;
 mod pages;
 mod pg_tcp;
 mod startup;

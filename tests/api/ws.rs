@@ -26,7 +26,7 @@ enum Cred<'a> {
     Bearer(&'a str),
 }
 
-struct Ws {
+pub(crate) struct Ws {
     stream: WebSocketStream<TcpStream>,
 }
 
@@ -94,7 +94,7 @@ async fn connect(app: &TestApp, path: &str, token: &str) -> Ws {
 }
 
 impl Ws {
-    async fn send(&mut self, v: Value) {
+    pub(crate) async fn send(&mut self, v: Value) {
         self.stream
             .send(Message::text(v.to_string()))
             .await
@@ -108,7 +108,7 @@ impl Ws {
             .unwrap_or_else(|| panic!("no message within {WAIT:?}"))
     }
 
-    async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+    pub(crate) async fn try_next(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.stream.next())
@@ -132,7 +132,7 @@ impl Ws {
     }
 
     /// Skips messages until one satisfies `pred`.
-    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -145,7 +145,7 @@ impl Ws {
     }
 
     /// The next delta of `kind` (other messages skipped).
-    async fn delta(&mut self, kind: &str) -> Value {
+    pub(crate) async fn delta(&mut self, kind: &str) -> Value {
         self.until(kind, |v| v["type"] == "delta" && v["kind"] == kind)
             .await
     }
@@ -178,7 +178,7 @@ static SLUGS: std::sync::Mutex<std::collections::BTreeMap<i64, String>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// The id of the first `n` exercises of the catalogue.
-async fn exercises(app: &TestApp, n: usize) -> Vec<i64> {
+pub(crate) async fn exercises(app: &TestApp, n: usize) -> Vec<i64> {
     let listed = app.listed_exercises().await;
     let mut slugs = SLUGS.lock().unwrap();
     for e in &listed {
@@ -208,7 +208,7 @@ async fn teacher(app: &TestApp) -> (TestUser, String) {
 }
 
 /// A new student of `class`, signed in with a bearer token (also valid as the session cookie).
-async fn student(app: &TestApp, class: &TestClassroom) -> (TestUser, String) {
+pub(crate) async fn student(app: &TestApp, class: &TestClassroom) -> (TestUser, String) {
     let mut user = app.anonymous();
     let body = user
         .post_json(
@@ -224,7 +224,7 @@ async fn student(app: &TestApp, class: &TestClassroom) -> (TestUser, String) {
     (user, token)
 }
 
-async fn new_class(app: &TestApp) -> (TestUser, String, TestClassroom) {
+pub(crate) async fn new_class(app: &TestApp) -> (TestUser, String, TestClassroom) {
     let (teacher, token) = teacher(app).await;
     let class = app.create_classroom(&teacher).await;
     (teacher, token, class)
@@ -268,7 +268,7 @@ async fn http_submit(user: &TestUser, exercise: i64, passed: bool) -> Value {
 }
 
 /// Opens a student socket and reads its welcome and progress.
-async fn student_socket(app: &TestApp, token: &str) -> Ws {
+pub(crate) async fn student_socket(app: &TestApp, token: &str) -> Ws {
     let mut ws = connect(app, "/ws", token).await;
     let welcome = ws.expect("welcome").await;
     assert_eq!(welcome["protocol_version"], 1);
@@ -278,7 +278,11 @@ async fn student_socket(app: &TestApp, token: &str) -> Ws {
 }
 
 /// Opens a dashboard and reads its welcome and first snapshot.
-async fn teacher_socket(app: &TestApp, class: &TestClassroom, token: &str) -> (Ws, Value) {
+pub(crate) async fn teacher_socket(
+    app: &TestApp,
+    class: &TestClassroom,
+    token: &str,
+) -> (Ws, Value) {
     let mut ws = connect(app, &dashboard(class), token).await;
     let welcome = ws.expect("welcome").await;
     assert_eq!(welcome["role"], "teacher");
