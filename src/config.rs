@@ -160,6 +160,8 @@ pub struct ActorSettings {
     pub idle_timeout_secs: u64,
     pub request_timeout_ms: u64,
     pub classroom_ring_size: usize,
+    /// Longest load of an actor's state from the database (then it fails, and is retried).
+    pub load_timeout_ms: u64,
 }
 
 /// Live WebSockets (`docs/protocol.md`): heartbeats, limits, backpressure, and when a student is
@@ -185,6 +187,9 @@ pub struct WsSettings {
     pub stuck_failed_attempts: i32,
     /// …or after this long on one exercise (focused) without a pass.
     pub stuck_after_secs: u64,
+    /// A student's presence reaches the dashboards at most once per this many milliseconds (the
+    /// last state wins).
+    pub presence_interval_ms: u64,
 }
 
 /// The server's grader: SQL answers run on these threads under these limits (docs/api.md).
@@ -396,6 +401,7 @@ impl Settings {
                 self.actors.mailbox_capacity as u64,
             ),
             ("actors.request_timeout_ms", self.actors.request_timeout_ms),
+            ("actors.load_timeout_ms", self.actors.load_timeout_ms),
             (
                 "actors.classroom_ring_size",
                 self.actors.classroom_ring_size as u64,

@@ -43,6 +43,8 @@ pub const FLUSH_MS_BUCKETS: [u64; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 1000];
 /// The writer's counters (read by `/metrics`, the tests and the benchmark).
 #[derive(Debug, Default)]
 pub struct WriterMetrics {
+    /// Items (attempts and hint reveals) handed to the writer's queue.
+    pub items_accepted: AtomicU64,
     /// Items (attempts and hint reveals) committed.
     pub items_written: AtomicU64,
     /// Database rows inserted or updated by committed batches.
@@ -119,7 +121,10 @@ impl WriterHandle {
     ) -> Result<oneshot::Receiver<Result<ItemResult, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job { item, reply }) {
-            Ok(()) => Ok(rx),
+            Ok(()) => {
+                self.metrics.items_accepted.fetch_add(1, Ordering::Relaxed);
+                Ok(rx)
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics
                     .rejected_queue_full

@@ -98,10 +98,15 @@ async fn patch_me(
             .store
             .set_leaderboard_opt_out(identity.user_id, opt_out)
             .await?;
-        // The leaderboards of the student's classes come from their actors: reload them.
-        for classroom in state.store.student_classroom_ids(identity.user_id).await? {
-            state.registry.classroom_changed(classroom);
-        }
+        // The leaderboards of the student's classes come from their actors: the answer waits
+        // until they reloaded (bounded), so that a leaderboard read next shows the change.
+        let classrooms = state.store.student_classroom_ids(identity.user_id).await?;
+        futures_util::future::join_all(
+            classrooms
+                .into_iter()
+                .map(|c| state.registry.classroom_changed_and_applied(c)),
+        )
+        .await;
     }
     Ok(HttpResponse::Ok().json(me_view(&state, identity).await?))
 }

@@ -36,6 +36,13 @@ pub fn render(state: &AppState) -> String {
     let mut out = String::new();
     counter(
         &mut out,
+        "nsi_writer_items_accepted_total",
+        "Attempts and hint reveals handed to the writer's queue.",
+        "counter",
+        load(&m.items_accepted),
+    );
+    counter(
+        &mut out,
         "nsi_writer_items_written_total",
         "Attempts and hint reveals committed by the writer.",
         "counter",
@@ -143,6 +150,26 @@ pub fn render(state: &AppState) -> String {
     );
     let _ = writeln!(out, "nsi_actors_alive{{kind=\"student\"}} {students}");
     let _ = writeln!(out, "nsi_actors_alive{{kind=\"classroom\"}} {classrooms}");
+    let (students, classrooms) = state.registry.reload_failures();
+    let _ = writeln!(
+        out,
+        "# HELP nsi_actor_reload_failures_total Reloads of an actor's state from the database that failed (each retry counts).\n# TYPE nsi_actor_reload_failures_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "nsi_actor_reload_failures_total{{kind=\"student\"}} {students}"
+    );
+    let _ = writeln!(
+        out,
+        "nsi_actor_reload_failures_total{{kind=\"classroom\"}} {classrooms}"
+    );
+    counter(
+        &mut out,
+        "nsi_classroom_reloads_queued_total",
+        "Class reloads asked while one was running (each runs again after it).",
+        "counter",
+        state.registry.reloads_queued(),
+    );
     let _ = writeln!(
         out,
         "# HELP nsi_websockets_open Open WebSockets on this instance.\n# TYPE nsi_websockets_open gauge"

@@ -28,6 +28,12 @@ impl From<ActorError> for AppError {
                 message: "Le serveur redémarre ; réessayez dans un instant.".into(),
                 retry_after_secs: 5,
             },
+            ActorError::Reloading => AppError::Unavailable {
+                message:
+                    "Votre progression est en cours de rechargement ; réessayez dans un instant."
+                        .into(),
+                retry_after_secs: 1,
+            },
             ActorError::AttemptIdConflict => AppError::Conflict {
                 code: "attempt_id_conflict",
                 message: "Cet attempt_id désigne déjà une autre tentative.".into(),

@@ -62,6 +62,13 @@ pub struct AssignmentRecord {
     pub assigned_at: i64,
 }
 
+/// What a user is to a class (`Store::classroom_role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassroomRole {
+    Teacher,
+    Member,
+}
+
 /// Why a join was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinRefusal {
@@ -241,6 +248,34 @@ impl Store {
                 .is_some()
         });
         Ok(found)
+    }
+
+    /// What `user` is to class `id`, in one indexed query (the class's primary key, then the
+    /// enrollments' one): checked before any class actor is started, so that probing ids loads
+    /// nothing into memory. `None`: no such class, or not the user's.
+    pub async fn classroom_role(
+        &self,
+        id: ClassroomId,
+        user: UserId,
+    ) -> anyhow::Result<Option<ClassroomRole>> {
+        let role: Option<i32> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT CASE WHEN c.teacher_id = $2 THEN 1
+                             WHEN EXISTS (SELECT 1 FROM enrollments e
+                                          WHERE e.classroom_id = c.id AND e.student_id = $2)
+                             THEN 2 ELSE 0 END
+                 FROM classrooms c WHERE c.id = $1",
+            )
+            .bind(id.0)
+            .bind(user.0)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(match role {
+            Some(1) => Some(ClassroomRole::Teacher),
+            Some(2) => Some(ClassroomRole::Member),
+            _ => None,
+        })
     }
 
     /// Draws a new join code for the classroom; the old one stops working at once.

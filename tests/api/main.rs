@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod history;
 mod limits;
+mod live_state;
 mod pages;
 mod pg_tcp;
 mod raw_client;

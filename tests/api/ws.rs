@@ -108,7 +108,7 @@ impl Ws {
             .unwrap_or_else(|| panic!("no message within {WAIT:?}"))
     }
 
-    async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+    pub(crate) async fn try_next(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.stream.next())
@@ -145,7 +145,7 @@ impl Ws {
     }
 
     /// The next delta of `kind` (other messages skipped).
-    async fn delta(&mut self, kind: &str) -> Value {
+    pub(crate) async fn delta(&mut self, kind: &str) -> Value {
         self.until(kind, |v| v["type"] == "delta" && v["kind"] == kind)
             .await
     }
@@ -911,6 +911,8 @@ async fn a_dashboard_that_never_reads_does_not_delay_another() {
     settings.ws.message_burst = 1_000_000;
     // The stalled client answers no ping: keep it connected however long filling takes.
     settings.ws.client_timeout_secs = 3600;
+    // Every presence change is an event here (no merging), so that they pile up.
+    settings.ws.presence_interval_ms = 0;
     let app = TestApp::spawn_with(db, settings).await;
     let (_teacher, teacher_token, class) = new_class(&app).await;
     let (_student, student_token) = student(&app, &class).await;
