@@ -101,6 +101,9 @@ pub enum ActorError {
     Overloaded,
     #[error("not stored")]
     NotStored,
+    /// The database refused the attempt's data (it will refuse a resend too).
+    #[error("not storable")]
+    NotStorable,
     #[error("attempt id used for another attempt")]
     AttemptIdConflict,
     #[error("shutting down")]
@@ -713,6 +716,7 @@ fn write_error(e: WriteError) -> ActorError {
         WriteError::QueueFull => ActorError::Overloaded,
         WriteError::Closed => ActorError::ShuttingDown,
         WriteError::Failed => ActorError::NotStored,
+        WriteError::NotStorable => ActorError::NotStorable,
     }
 }
 

@@ -14,6 +14,7 @@ mod helpers;
 mod history;
 mod pages;
 mod pg_tcp;
+mod security;
 mod startup;
 mod submissions;
 mod ws;
