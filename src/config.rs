@@ -39,6 +39,9 @@ pub struct ServerSettings {
     pub port: u16,
     /// Origins (scheme://host[:port]) allowed besides the request's own Host.
     pub allowed_origins: Vec<String>,
+    /// The Origin check takes the server's host from `X-Forwarded-Host`/`Forwarded` (set by a
+    /// proxy in front) rather than from `Host`. Off: clients can send those headers themselves.
+    pub trust_forwarded_headers: bool,
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
     /// HTTP worker threads; 0 means one per core. `WEB_CONCURRENCY` sets it on platforms.
@@ -97,7 +100,10 @@ pub struct AuthSettings {
     /// How long an instance trusts a session it has checked in the database. A logout on another
     /// instance takes effect here within this delay.
     pub session_cache_ttl_secs: u64,
+    /// Failed sign-ins per login from one address, then the login is locked for that address…
     pub login_max_failures: u32,
+    /// …and per login from all addresses together, then it is locked for everyone.
+    pub login_max_failures_global: u32,
     pub login_max_failures_per_ip: u32,
     pub login_window_secs: u64,
     pub join_max_failures: u32,
@@ -107,6 +113,9 @@ pub struct AuthSettings {
     /// Take the client address from the last `X-Forwarded-For` entry (set by the platform's proxy)
     /// rather than from the TCP peer, which is then the proxy for everyone.
     pub trust_forwarded_for: bool,
+    /// Password/recovery-code hashes computed at once; each slot holds argon2's 19 MiB working
+    /// memory from start-up to exit (src/auth/password.rs).
+    pub hash_slots: usize,
 }
 
 /// Who may create a teacher account over the API.
@@ -458,6 +467,10 @@ impl Settings {
             ("session_cache_ttl_secs", auth.session_cache_ttl_secs),
             ("login_max_failures", u64::from(auth.login_max_failures)),
             (
+                "login_max_failures_global",
+                u64::from(auth.login_max_failures_global),
+            ),
+            (
                 "login_max_failures_per_ip",
                 u64::from(auth.login_max_failures_per_ip),
             ),
@@ -465,6 +478,7 @@ impl Settings {
             ("join_max_failures", u64::from(auth.join_max_failures)),
             ("join_max_per_ip", u64::from(auth.join_max_per_ip)),
             ("join_window_secs", auth.join_window_secs),
+            ("hash_slots", auth.hash_slots as u64),
         ] {
             if value == 0 {
                 bail!("configuration key `auth.{key}`: must be at least 1");

@@ -45,6 +45,8 @@ impl Application {
                  in-process event bus and in-process throttles"
             );
         }
+        // The hashing slots' memory, allocated once for the process (src/auth/password.rs).
+        crate::auth::password::configure(settings.auth.hash_slots);
         let specs = content::load_dir(&settings.content.dir)?;
         let store = Store::connect(&settings.database).await?;
         let catalogue = Arc::new(load_catalogue(&store, &specs, &settings).await?);
@@ -184,9 +186,10 @@ fn build_server(
     // What the layers below `AppState` read from a request: the identity extractors and the
     // Origin guard.
     let auth = web::Data::from(state.auth.clone());
-    let origins = web::Data::new(AllowedOrigins(
-        state.settings.server.allowed_origins.clone(),
-    ));
+    let origins = web::Data::new(AllowedOrigins {
+        origins: state.settings.server.allowed_origins.clone(),
+        trust_forwarded_headers: state.settings.server.trust_forwarded_headers,
+    });
     // 0: one worker per core, as actix-web would choose (WEB_CONCURRENCY overrides it).
     let workers = match state.settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),

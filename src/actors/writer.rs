@@ -26,6 +26,10 @@ pub enum WriteError {
     Closed,
     #[error("the database did not commit the batch")]
     Failed,
+    /// The database refused the item's data itself (SQLSTATE class 22, e.g. text it cannot
+    /// store): sending it again cannot succeed, so it is not answered as "retry later".
+    #[error("the database cannot store this item's data")]
+    NotStorable,
 }
 
 type Reply = oneshot::Sender<Result<ItemResult, WriteError>>;
@@ -354,6 +358,18 @@ impl Worker {
                         }
                         return;
                     }
+                    if is_data_error(&e) {
+                        // The client's data, alone in its batch: a 400, not a server error. The
+                        // database's message may quote the data, so it is not logged.
+                        tracing::warn!(
+                            items = items.len(),
+                            "an item's data was refused by the database"
+                        );
+                        for reply in replies {
+                            let _ = reply.send(Err(WriteError::NotStorable));
+                        }
+                        return;
+                    }
                     tracing::error!(
                         error = format!("{e:#}"),
                         items = items.len(),
@@ -396,6 +412,19 @@ fn is_transient(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A refusal of the data itself, which no retry can cure: PostgreSQL's data exceptions (SQLSTATE
+/// class 22: a character the encoding cannot hold, a value out of range…) and values sqlx could
+/// not encode. Validation refuses such input first (`domain::text`); this is the last guard, so
+/// that the browser's outbox is told to stop resending.
+pub fn is_data_error(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Encode(_)) => true,
+            Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| code.starts_with("22")),
+            _ => false,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +447,17 @@ mod tests {
         )));
         assert!(!is_transient(&anyhow::anyhow!("other")));
         assert!(is_transient(&anyhow::Error::from(BatchTimedOut)));
+        let encode = sqlx::Error::Encode("bad value".into());
+        assert!(!is_transient(&anyhow::Error::from(encode)));
+    }
+
+    #[test]
+    fn data_errors_are_not_storable() {
+        let encode = anyhow::Error::from(sqlx::Error::Encode("bad value".into()));
+        assert!(is_data_error(&encode.context("writing a batch")));
+        assert!(!is_data_error(&anyhow::Error::from(
+            sqlx::Error::PoolTimedOut
+        )));
+        assert!(!is_data_error(&anyhow::anyhow!("other")));
     }
 }

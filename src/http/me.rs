@@ -12,6 +12,7 @@ use crate::domain::ids::{ClassroomId, UserId};
 use crate::domain::time::now_ms;
 use crate::error::{AppError, Result};
 use crate::http::auth::signed_in_as;
+use crate::http::json::Json;
 use crate::http::views;
 use crate::state::AppState;
 
@@ -75,7 +76,7 @@ struct PatchMe {
 async fn patch_me(
     state: web::Data<AppState>,
     identity: Identity,
-    body: web::Json<PatchMe>,
+    body: Json<PatchMe>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     if let Some(name) = &body.display_name {
@@ -128,7 +129,7 @@ async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     teacher: TeacherIdentity,
-    body: web::Json<NewPassword>,
+    body: Json<NewPassword>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let throttle = &state.auth.throttle;

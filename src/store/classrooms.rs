@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use super::{Store, in_transaction, is_unique_violation, on_pool};
-use crate::domain::accounts::generate_join_code;
+use crate::domain::accounts::{generate_join_code, pseudonym_skeleton};
 use crate::domain::ids::{ChapterId, ClassroomId, UserId};
 
 /// A classroom as its teacher sees it.
@@ -463,13 +463,15 @@ impl Store {
             .await?
             .try_get("id")?;
             let enrolled = sqlx::query(
-                "INSERT INTO enrollments (classroom_id, student_id, pseudonym, pseudonym_key, joined_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO enrollments
+                     (classroom_id, student_id, pseudonym, pseudonym_key, pseudonym_skeleton, joined_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(classroom.0)
             .bind(id)
             .bind(pseudonym)
             .bind(pseudonym_key)
+            .bind(pseudonym_skeleton(pseudonym))
             .bind(now)
             .execute(&mut *tx)
             .await;
@@ -483,6 +485,55 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Gives every enrollment made before migration 0003 its pseudonym skeleton (computed here,
+    /// not in SQL). Run at start-up; a no-op once done. Two look-alike pseudonyms already in one
+    /// class keep their accounts: the second keeps no skeleton (the first's blocks newcomers).
+    pub async fn backfill_pseudonym_skeletons(&self) -> anyhow::Result<()> {
+        let rows: Vec<(i64, i64, String)> = on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT classroom_id, student_id, pseudonym FROM enrollments
+                 WHERE pseudonym_skeleton IS NULL ORDER BY joined_at, student_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push((r.try_get("classroom_id")?, r.try_get("student_id")?, r.try_get("pseudonym")?));
+            }
+            out
+        });
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (mut filled, mut clashes) = (0u64, 0u64);
+        for (classroom, student, pseudonym) in &rows {
+            let updated: Result<_, sqlx::Error> = on_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE enrollments SET pseudonym_skeleton = $1
+                     WHERE classroom_id = $2 AND student_id = $3",
+                )
+                .bind(pseudonym_skeleton(pseudonym))
+                .bind(classroom)
+                .bind(student)
+                .execute(pool)
+                .await
+                .map(|_| ())
+            });
+            match updated {
+                Ok(_) => filled += 1,
+                Err(e) if is_unique_violation(&e) => clashes += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Counts only: pseudonyms never reach the logs.
+        tracing::info!(
+            filled,
+            clashes,
+            "pseudonym skeletons computed for existing enrollments"
+        );
+        Ok(())
+    }
+
     /// Enrolls an existing student in one more class.
     pub async fn enroll(
         &self,
@@ -494,13 +545,15 @@ impl Store {
     ) -> anyhow::Result<Result<(), JoinRefusal>> {
         let inserted: Result<_, sqlx::Error> = on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO enrollments (classroom_id, student_id, pseudonym, pseudonym_key, joined_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO enrollments
+                     (classroom_id, student_id, pseudonym, pseudonym_key, pseudonym_skeleton, joined_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(classroom.0)
             .bind(student.0)
             .bind(pseudonym)
             .bind(pseudonym_key)
+            .bind(pseudonym_skeleton(pseudonym))
             .bind(now)
             .execute(pool)
             .await
@@ -509,7 +562,8 @@ impl Store {
         match inserted {
             Ok(_) => Ok(Ok(())),
             Err(e) if is_unique_violation(&e) => {
-                // Two unique keys: (class, student) and (class, pseudonym). Which one was hit?
+                // Three unique keys: (class, student), (class, pseudonym key), (class, skeleton).
+                // Which kind was hit?
                 if self.is_enrolled(classroom, student).await? {
                     Ok(Err(JoinRefusal::AlreadyEnrolled))
                 } else {
@@ -547,15 +601,49 @@ impl Store {
         })
     }
 
-    pub async fn set_recovery_code_hash(&self, student: UserId, hash: &str) -> anyhow::Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query("UPDATE users SET recovery_code_hash = $1 WHERE id = $2 AND role = 'student'")
-                .bind(hash)
-                .bind(student.0)
-                .execute(pool)
-                .await?;
+    /// Whether the student is in a class that `teacher` does not own (archived ones included).
+    pub async fn in_other_teachers_class(
+        &self,
+        student: UserId,
+        teacher: UserId,
+    ) -> anyhow::Result<bool> {
+        let found = on_pool!(self, pool => {
+            sqlx::query(
+                "SELECT 1 FROM enrollments e JOIN classrooms c ON c.id = e.classroom_id
+                 WHERE e.student_id = $1 AND c.teacher_id <> $2 LIMIT 1",
+            )
+            .bind(student.0)
+            .bind(teacher.0)
+            .fetch_optional(pool)
+            .await?
+            .is_some()
         });
-        Ok(())
+        Ok(found)
+    }
+
+    /// Sets a student's recovery code for `teacher`, only if every class of the student's is
+    /// `teacher`'s (checked in the same statement); `false` if it was not set.
+    pub async fn set_recovery_code_hash(
+        &self,
+        student: UserId,
+        teacher: UserId,
+        hash: &str,
+    ) -> anyhow::Result<bool> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE users SET recovery_code_hash = $1
+                 WHERE id = $2 AND role = 'student'
+                   AND NOT EXISTS (SELECT 1 FROM enrollments e JOIN classrooms c ON c.id = e.classroom_id
+                                   WHERE e.student_id = $2 AND c.teacher_id <> $3)",
+            )
+            .bind(hash)
+            .bind(student.0)
+            .bind(teacher.0)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed == 1)
     }
 
     /// Removes a student from a class; `None` if they were not in it. A student left without any

@@ -18,6 +18,7 @@ mod pages;
 mod pg_tcp;
 mod raw_client;
 mod raw_ws;
+mod security;
 mod startup;
 mod submissions;
 mod ws;

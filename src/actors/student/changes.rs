@@ -297,5 +297,6 @@ pub(super) fn write_error(e: WriteError) -> ActorError {
         WriteError::QueueFull => ActorError::Overloaded,
         WriteError::Closed => ActorError::ShuttingDown,
         WriteError::Failed => ActorError::NotStored,
+        WriteError::NotStorable => ActorError::NotStorable,
     }
 }

@@ -74,6 +74,9 @@ pub enum ActorError {
     Overloaded,
     #[error("not stored")]
     NotStored,
+    /// The database refused the attempt's data (it will refuse a resend too).
+    #[error("not storable")]
+    NotStorable,
     #[error("attempt id used for another attempt")]
     AttemptIdConflict,
     #[error("shutting down")]
