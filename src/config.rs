@@ -25,6 +25,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub submissions: SubmissionSettings,
+    pub classrooms: ClassroomSettings,
     pub writer: WriterSettings,
     pub actors: ActorSettings,
     pub ws: WsSettings,
@@ -39,6 +40,9 @@ pub struct ServerSettings {
     pub port: u16,
     /// Origins (scheme://host[:port]) allowed besides the request's own Host.
     pub allowed_origins: Vec<String>,
+    /// The Origin check takes the server's host from `X-Forwarded-Host`/`Forwarded` (set by a
+    /// proxy in front) rather than from `Host`. Off: clients can send those headers themselves.
+    pub trust_forwarded_headers: bool,
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
     /// HTTP worker threads; 0 means one per core. `WEB_CONCURRENCY` sets it on platforms.
@@ -97,7 +101,10 @@ pub struct AuthSettings {
     /// How long an instance trusts a session it has checked in the database. A logout on another
     /// instance takes effect here within this delay.
     pub session_cache_ttl_secs: u64,
+    /// Failed sign-ins per login from one address, then the login is locked for that address…
     pub login_max_failures: u32,
+    /// …and per login from all addresses together, then it is locked for everyone.
+    pub login_max_failures_global: u32,
     pub login_max_failures_per_ip: u32,
     pub login_window_secs: u64,
     pub join_max_failures: u32,
@@ -107,6 +114,9 @@ pub struct AuthSettings {
     /// Take the client address from the last `X-Forwarded-For` entry (set by the platform's proxy)
     /// rather than from the TCP peer, which is then the proxy for everyone.
     pub trust_forwarded_for: bool,
+    /// Password/recovery-code hashes computed at once; each slot holds argon2's 19 MiB working
+    /// memory from start-up to exit (src/auth/password.rs).
+    pub hash_slots: usize,
 }
 
 /// Who may create a teacher account over the API.
@@ -131,6 +141,16 @@ pub enum LogFormat {
 pub struct SubmissionSettings {
     pub rate_limit_per_hour: u32,
     pub max_code_bytes: usize,
+    /// Hint reveals one student may ask for per rolling minute (over HTTP and sockets together).
+    pub hint_reveals_per_minute: u32,
+}
+
+/// Bounds on what a teacher creates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassroomSettings {
+    /// Classrooms one teacher may have, archived ones included (then 409 `too_many_classrooms`).
+    pub max_per_teacher: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +170,8 @@ pub struct ActorSettings {
     pub idle_timeout_secs: u64,
     pub request_timeout_ms: u64,
     pub classroom_ring_size: usize,
+    /// Longest load of an actor's state from the database (then it fails, and is retried).
+    pub load_timeout_ms: u64,
 }
 
 /// Live WebSockets (`docs/protocol.md`): heartbeats, limits, backpressure, and when a student is
@@ -175,6 +197,9 @@ pub struct WsSettings {
     pub stuck_failed_attempts: i32,
     /// …or after this long on one exercise (focused) without a pass.
     pub stuck_after_secs: u64,
+    /// A student's presence reaches the dashboards at most once per this many milliseconds (the
+    /// last state wins).
+    pub presence_interval_ms: u64,
 }
 
 /// The server's grader: SQL answers run on these threads under these limits (docs/api.md).
@@ -394,6 +419,14 @@ impl Settings {
                 "submissions.max_code_bytes",
                 self.submissions.max_code_bytes as u64,
             ),
+            (
+                "submissions.hint_reveals_per_minute",
+                u64::from(self.submissions.hint_reveals_per_minute),
+            ),
+            (
+                "classrooms.max_per_teacher",
+                u64::from(self.classrooms.max_per_teacher),
+            ),
             ("writer.batch_max_rows", self.writer.batch_max_rows as u64),
             ("writer.queue_capacity", self.writer.queue_capacity as u64),
             ("actors.arbiters", self.actors.arbiters as u64),
@@ -402,6 +435,7 @@ impl Settings {
                 self.actors.mailbox_capacity as u64,
             ),
             ("actors.request_timeout_ms", self.actors.request_timeout_ms),
+            ("actors.load_timeout_ms", self.actors.load_timeout_ms),
             (
                 "actors.classroom_ring_size",
                 self.actors.classroom_ring_size as u64,
@@ -458,6 +492,10 @@ impl Settings {
             ("session_cache_ttl_secs", auth.session_cache_ttl_secs),
             ("login_max_failures", u64::from(auth.login_max_failures)),
             (
+                "login_max_failures_global",
+                u64::from(auth.login_max_failures_global),
+            ),
+            (
                 "login_max_failures_per_ip",
                 u64::from(auth.login_max_failures_per_ip),
             ),
@@ -465,6 +503,7 @@ impl Settings {
             ("join_max_failures", u64::from(auth.join_max_failures)),
             ("join_max_per_ip", u64::from(auth.join_max_per_ip)),
             ("join_window_secs", auth.join_window_secs),
+            ("hash_slots", auth.hash_slots as u64),
         ] {
             if value == 0 {
                 bail!("configuration key `auth.{key}`: must be at least 1");

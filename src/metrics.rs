@@ -235,6 +235,22 @@ fn gauges(
     Ok(())
 }
 
+/// One counter with a label `label` taking each value of `series`.
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    series: &[(&'static str, f64)],
+) -> Fmt {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, total) in series {
+        let labels = [(label, *value)];
+        ConstCounter::new(*total).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for Levels {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
         let e = &mut encoder;
@@ -261,6 +277,24 @@ impl Collector for Levels {
                 ("student", students as f64),
                 ("classroom", classrooms as f64),
             ],
+        )?;
+        let (students, classrooms) = self.actors.reload_failures();
+        counters(
+            e,
+            "nsi_actor_reload_failures",
+            "Reloads of an actor's state from the database that failed (each retry counts), by \
+             kind.",
+            "kind",
+            &[
+                ("student", students as f64),
+                ("classroom", classrooms as f64),
+            ],
+        )?;
+        counter(
+            e,
+            "nsi_classroom_reloads_queued",
+            "Class reloads asked while one was running (each runs again after it).",
+            self.actors.reloads_queued() as f64,
         )?;
         gauge(
             e,

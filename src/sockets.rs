@@ -1,19 +1,21 @@
-//! This instance's live sockets: how many each user has open (the per-user cap), how many of
-//! each kind (for `/metrics`), their ids, and the shutdown signal that closes them all. Shared by
-//! the WebSocket adapter, `/metrics` and the shutdown sequence, so it lives below all three.
+//! This instance's live sockets: each user's (the per-user cap), the session each is bound to (an
+//! ended session closes its sockets), how many of each kind (for `/metrics`), and the shutdown
+//! signal that closes them all. Shared by the WebSocket adapter, the bus (`SessionSink`),
+//! `/metrics` and the shutdown sequence, so it lives below all of them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
+use crate::bus::{SessionEnded, SessionSink};
 use crate::domain::ids::UserId;
 
-/// The sockets of this instance: how many each user has open, their ids, and the shutdown signal.
+/// The sockets of this instance: each user's, with their sessions, and the shutdown signal.
 #[derive(Debug)]
 pub struct WsHub {
-    per_user: DashMap<UserId, usize>,
+    per_user: DashMap<UserId, Vec<Bound>>,
     /// Open sockets by kind, for `/metrics`.
     open: [AtomicUsize; 2],
     next_id: AtomicU64,
@@ -37,26 +39,45 @@ impl Default for WsHub {
     }
 }
 
+/// One open socket of a user: the session it was opened with, and how to end it.
+#[derive(Debug)]
+struct Bound {
+    id: u64,
+    /// SHA-256 of the session's token (`auth::session::token_hash`).
+    session: String,
+    ended: Arc<Notify>,
+}
+
 impl WsHub {
-    /// Counts a new socket for `user`, or `None` when they already have `max` open.
+    /// Counts a new socket for `user`, opened with the session of `session_hash`, or `None` when
+    /// they already have `max` open.
     pub fn admit(
         self: &Arc<Self>,
         user: UserId,
+        session_hash: String,
         kind: SocketKind,
         max: usize,
     ) -> Option<SocketTicket> {
-        let mut count = self.per_user.entry(user).or_insert(0);
-        if *count >= max {
+        let mut sockets = self.per_user.entry(user).or_default();
+        if sockets.len() >= max {
             return None;
         }
-        *count += 1;
-        drop(count);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ended = Arc::new(Notify::new());
+        sockets.push(Bound {
+            id,
+            session: session_hash.clone(),
+            ended: ended.clone(),
+        });
+        drop(sockets);
         self.open[kind as usize].fetch_add(1, Ordering::Relaxed);
         Some(SocketTicket {
             hub: self.clone(),
             user,
             kind,
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id,
+            session_hash,
+            ended,
         })
     }
 
@@ -75,6 +96,34 @@ impl WsHub {
     }
 }
 
+impl SessionSink for WsHub {
+    /// Wakes every socket bound to the sessions that ended. A user's own sockets are found by
+    /// their id; one session's by a walk over this instance's sockets (a logout is rare, a walk
+    /// over a few thousand entries short).
+    fn session_ended(&self, ended: &SessionEnded) {
+        let end = |sockets: &[Bound], one: Option<&str>| {
+            for b in sockets {
+                if one.is_none_or(|hash| b.session == hash) {
+                    // A permit is kept if the socket is not waiting yet: it ends at its next turn.
+                    b.ended.notify_one();
+                }
+            }
+        };
+        match ended {
+            SessionEnded::User { user_id } => {
+                if let Some(sockets) = self.per_user.get(user_id) {
+                    end(&sockets[..], None);
+                }
+            }
+            SessionEnded::Session { token_hash } => {
+                for sockets in self.per_user.iter() {
+                    end(&sockets[..], Some(token_hash));
+                }
+            }
+        }
+    }
+}
+
 /// One counted socket; dropping it frees the user's slot.
 #[derive(Debug)]
 pub struct SocketTicket {
@@ -82,14 +131,25 @@ pub struct SocketTicket {
     user: UserId,
     kind: SocketKind,
     pub id: u64,
+    /// The socket's session (SHA-256 of its token), checked again on heartbeats.
+    pub session_hash: String,
+    ended: Arc<Notify>,
+}
+
+impl SocketTicket {
+    /// Completes when the socket's session has ended (`SessionSink::session_ended`).
+    pub async fn session_ended(&self) {
+        self.ended.notified().await;
+    }
 }
 
 impl Drop for SocketTicket {
     fn drop(&mut self) {
         self.hub.open[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
-        self.hub.per_user.remove_if_mut(&self.user, |_, count| {
-            *count = count.saturating_sub(1);
-            *count == 0
+        let id = self.id;
+        self.hub.per_user.remove_if_mut(&self.user, |_, sockets| {
+            sockets.retain(|b| b.id != id);
+            sockets.is_empty()
         });
     }
 }
@@ -98,21 +158,50 @@ impl Drop for SocketTicket {
 mod tests {
     use super::*;
 
+    fn admit(hub: &Arc<WsHub>, user: i64, session: &str, kind: SocketKind) -> Option<SocketTicket> {
+        hub.admit(UserId(user), session.to_owned(), kind, 2)
+    }
+
+    /// Whether the ticket's session-ended signal is already given (without waiting).
+    fn is_ended(ticket: &SocketTicket) -> bool {
+        use futures_util::FutureExt;
+        ticket.session_ended().now_or_never().is_some()
+    }
+
     #[test]
     fn tickets_count_sockets_per_user_and_kind() {
         let hub = Arc::new(WsHub::default());
-        let a = hub.admit(UserId(1), SocketKind::Student, 2).unwrap();
-        let b = hub.admit(UserId(1), SocketKind::Student, 2).unwrap();
+        let a = admit(&hub, 1, "s1", SocketKind::Student).unwrap();
+        let b = admit(&hub, 1, "s1", SocketKind::Student).unwrap();
         assert_ne!(a.id, b.id);
-        assert!(hub.admit(UserId(1), SocketKind::Student, 2).is_none());
-        let other = hub.admit(UserId(2), SocketKind::Dashboard, 2).unwrap();
+        assert!(admit(&hub, 1, "s2", SocketKind::Student).is_none());
+        let other = admit(&hub, 2, "s3", SocketKind::Dashboard).unwrap();
         assert_eq!(hub.open_sockets(SocketKind::Student), 2);
         assert_eq!(hub.open_sockets(SocketKind::Dashboard), 1);
         drop(a);
-        assert!(hub.admit(UserId(1), SocketKind::Student, 2).is_some());
+        assert!(admit(&hub, 1, "s1", SocketKind::Student).is_some());
         drop((b, other));
         assert_eq!(hub.open_sockets(SocketKind::Student), 0);
         assert_eq!(hub.open_sockets(SocketKind::Dashboard), 0);
         assert!(hub.per_user.is_empty());
+    }
+
+    #[test]
+    fn an_ended_session_ends_its_sockets_only() {
+        let hub = Arc::new(WsHub::default());
+        let a1 = admit(&hub, 1, "a1", SocketKind::Student).unwrap();
+        let a2 = admit(&hub, 1, "a2", SocketKind::Student).unwrap();
+        let b = admit(&hub, 2, "b", SocketKind::Dashboard).unwrap();
+        hub.session_ended(&SessionEnded::Session {
+            token_hash: "a1".into(),
+        });
+        assert!(is_ended(&a1));
+        assert!(!is_ended(&a2) && !is_ended(&b));
+        hub.session_ended(&SessionEnded::User { user_id: UserId(1) });
+        assert!(is_ended(&a2));
+        assert!(!is_ended(&b));
+        // Nobody's sockets: nothing happens.
+        hub.session_ended(&SessionEnded::User { user_id: UserId(3) });
+        assert!(!is_ended(&b));
     }
 }

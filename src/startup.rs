@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -16,6 +16,7 @@ use crate::actors::ActorSystem;
 use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
 use crate::auth::origin::AllowedOrigins;
+use crate::bus::{EventBus, LocalBus, SessionSink};
 use crate::config::Settings;
 use crate::content;
 use crate::domain::catalogue::{Catalogue, CourseSpec, ResultTable};
@@ -47,6 +48,8 @@ impl Application {
                  in-process event bus and in-process throttles"
             );
         }
+        // The hashing slots' memory, allocated once for the process (src/auth/password.rs).
+        crate::auth::password::configure(settings.auth.hash_slots);
         let specs = content::load_dir(&settings.content.dir)?;
         let store = Store::connect(&settings.database).await?;
         let catalogue = Arc::new(load_catalogue(&store, &specs, &settings).await?);
@@ -65,7 +68,9 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let mut metrics = Metrics::new();
-        let actors = ActorSystem::start(store.clone(), &settings, &metrics)?;
+        // One bus for the class events (to the actors) and the ended sessions (to the sockets).
+        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+        let actors = ActorSystem::start(store.clone(), &settings, bus.clone(), &metrics)?;
         let grader = Grader::start(
             settings.grading.sql_threads,
             settings.grading.sql_queue,
@@ -76,7 +81,8 @@ impl Application {
         .context("starting the SQL grading threads")?;
         let rendered = web::Data::new(RenderedCatalogue::render(&catalogue));
         let ws = Arc::new(WsHub::default());
-        let auth = Auth::new(&settings.auth, store.clone(), metrics.refusals.clone());
+        bus.attach_sessions(Arc::downgrade(&ws) as Weak<dyn SessionSink>);
+        let auth = Auth::new(&settings.auth, store.clone(), bus, metrics.refusals.clone());
         metrics.watch(Levels {
             actors: actors.registry.clone(),
             ws: ws.clone(),
@@ -233,9 +239,10 @@ fn build_server(
     // What the layers below `AppState` read from a request: the identity extractors and the
     // Origin guard.
     let auth = web::Data::from(state.auth.clone());
-    let origins = web::Data::new(AllowedOrigins(
-        state.settings.server.allowed_origins.clone(),
-    ));
+    let origins = web::Data::new(AllowedOrigins {
+        origins: state.settings.server.allowed_origins.clone(),
+        trust_forwarded_headers: state.settings.server.trust_forwarded_headers,
+    });
     // 0: one worker per core, as actix-web would choose (WEB_CONCURRENCY overrides it).
     let workers = match state.settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),

@@ -9,7 +9,7 @@ pub mod writer;
 
 use std::sync::Arc;
 
-use crate::bus::{EventBus, LocalBus};
+use crate::bus::EventBus;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -28,6 +28,7 @@ impl ActorSystem {
     pub fn start(
         store: Store,
         settings: &Settings,
+        bus: Arc<dyn EventBus>,
         metrics: &Metrics,
     ) -> anyhow::Result<ActorSystem> {
         let writer = AttemptWriter::start(
@@ -36,7 +37,6 @@ impl ActorSystem {
             metrics.writer.clone(),
         );
         let runtime = ActorRuntime::start(settings.actors.arbiters)?;
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
         let registry = Registry::new(
             runtime,
             store,

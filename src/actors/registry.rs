@@ -3,7 +3,7 @@
 //! registry themselves when they passivate; a request that races with that retries once.
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -48,6 +48,18 @@ pub struct Registry {
     /// Students online on this instance (their actors keep it): a class's actor that starts
     /// after its students connected reads their presence here.
     presence: DashMap<UserId, Presence>,
+    /// Reloads from the database that failed (each retry counts), for `/metrics`.
+    classroom_reload_failures: AtomicU64,
+    student_reload_failures: AtomicU64,
+    /// Class reloads asked while one was running (each runs after it).
+    classroom_reloads_queued: AtomicU64,
+}
+
+/// Which actor's reload failed (`Registry::count_reload_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadKind {
+    Student,
+    Classroom,
 }
 
 impl std::fmt::Debug for Registry {
@@ -83,6 +95,9 @@ impl Registry {
             students: DashMap::new(),
             classrooms: DashMap::new(),
             presence: DashMap::new(),
+            classroom_reload_failures: AtomicU64::new(0),
+            student_reload_failures: AtomicU64::new(0),
+            classroom_reloads_queued: AtomicU64::new(0),
         });
         let sink: Weak<dyn EventSink> = Arc::downgrade(&registry) as Weak<dyn EventSink>;
         registry.bus.attach(sink);
@@ -101,18 +116,23 @@ impl Registry {
         Duration::from_millis(self.actors.request_timeout_ms)
     }
 
-    /// Students and classrooms with a running actor here: a slot whose actor is still loading
-    /// (or failed to load) is not an actor.
+    /// How long an actor's load from the database may take (then it fails, as a database error).
+    pub fn load_timeout(&self) -> Duration {
+        Duration::from_millis(self.actors.load_timeout_ms)
+    }
+
+    /// Students and classrooms with a live actor here (slots still loading, or whose load
+    /// failed, do not count).
     pub fn counts(&self) -> (usize, usize) {
         let students = self
             .students
             .iter()
-            .filter(|cell| cell.initialized())
+            .filter(|c| c.get().is_some_and(|a| a.connected()))
             .count();
         let classrooms = self
             .classrooms
             .iter()
-            .filter(|slot| slot.addr.initialized())
+            .filter(|s| s.addr.get().is_some_and(|a| a.connected()))
             .count();
         (students, classrooms)
     }
@@ -120,6 +140,32 @@ impl Registry {
     /// What the event bus carried for this instance (`/metrics`).
     pub fn bus_stats(&self) -> BusStats {
         self.bus.stats()
+    }
+
+    pub fn count_reload_failure(&self, kind: ReloadKind) {
+        match kind {
+            ReloadKind::Student => &self.student_reload_failures,
+            ReloadKind::Classroom => &self.classroom_reload_failures,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_reload_queued(&self) {
+        self.classroom_reloads_queued
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Class reloads asked while one was running, so far.
+    pub fn reloads_queued(&self) -> u64 {
+        self.classroom_reloads_queued.load(Ordering::Relaxed)
+    }
+
+    /// Failed reloads so far: (students, classrooms).
+    pub fn reload_failures(&self) -> (u64, u64) {
+        (
+            self.student_reload_failures.load(Ordering::Relaxed),
+            self.classroom_reload_failures.load(Ordering::Relaxed),
+        )
     }
 
     fn arbiter<K: Hash>(&self, key: K) -> ArbiterHandle {
@@ -132,24 +178,26 @@ impl Registry {
         let cell = self.students.entry(id).or_default().clone();
         let addr = cell
             .get_or_try_init(|| async {
-                let progress = self.store.load_student_progress(id).await?;
-                let classrooms = self.store.student_classroom_ids(id).await?;
-                let recent = self
-                    .store
-                    .attempt_times_since(
-                        id,
-                        crate::domain::time::now_ms() - super::student::HOUR_MS,
-                        self.submissions.rate_limit_per_hour,
-                    )
-                    .await?;
+                let loading = async {
+                    let progress = self.store.load_student_progress(id).await?;
+                    let classrooms = self.store.student_classroom_ids(id).await?;
+                    let recent = self.recent_attempt_times(id).await?;
+                    Ok::<_, anyhow::Error>((progress, classrooms, recent))
+                };
+                let (progress, classrooms, recent) =
+                    tokio::time::timeout(self.load_timeout(), loading)
+                        .await
+                        .map_err(|_| LoadTimedOut)??;
                 let config = StudentActorConfig {
                     writer: self.writer.clone(),
                     registry: self.me.clone(),
                     rate_limit_per_hour: self.submissions.rate_limit_per_hour,
                     refusals: self.refusals.clone(),
+                    hint_reveals_per_minute: self.submissions.hint_reveals_per_minute,
                     idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
                     stuck_failed_attempts: self.ws.stuck_failed_attempts,
                     stuck_after: Duration::from_secs(self.ws.stuck_after_secs),
+                    presence_interval: Duration::from_millis(self.ws.presence_interval_ms),
                 };
                 let capacity = self.actors.mailbox_capacity;
                 let actor = StudentActor::new(progress, classrooms, recent, config);
@@ -171,7 +219,8 @@ impl Registry {
         let started = slot
             .addr
             .get_or_try_init(|| async {
-                let Some(data) = ClassroomData::load(&self.store, id).await? else {
+                let loaded = ClassroomData::load_within(&self.store, id, self.load_timeout());
+                let Some(data) = loaded.await? else {
                     return Err(NoSuchClassroom.into());
                 };
                 let config = ClassroomActorConfig {
@@ -179,6 +228,7 @@ impl Registry {
                     registry: self.me.clone(),
                     ring_capacity: self.actors.classroom_ring_size,
                     idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
+                    load_timeout: self.load_timeout(),
                     dirty: slot.dirty.clone(),
                 };
                 let capacity = self.actors.mailbox_capacity;
@@ -215,7 +265,8 @@ impl Registry {
         for _ in 0..2 {
             let addr = tokio::time::timeout(self.request_timeout(), self.student(id))
                 .await
-                .map_err(|_| busy())??;
+                .map_err(|_| busy())?
+                .map_err(load_error)?;
             match tokio::time::timeout(self.request_timeout(), addr.send(msg.clone())).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(MailboxError::Closed)) => self.forget_student(id, &addr),
@@ -235,7 +286,7 @@ impl Registry {
     {
         for _ in 0..2 {
             let loading = tokio::time::timeout(self.request_timeout(), self.classroom(id));
-            let Some(addr) = loading.await.map_err(|_| busy())?? else {
+            let Some(addr) = loading.await.map_err(|_| busy())?.map_err(load_error)? else {
                 return Err(AppError::NotFound("Classe introuvable."));
             };
             match tokio::time::timeout(self.request_timeout(), addr.send(msg.clone())).await {
@@ -315,10 +366,47 @@ impl Registry {
     pub fn classroom_changed(&self, classroom: ClassroomId) {
         if let Some(slot) = self.classrooms.get(&classroom).map(|s| s.clone()) {
             match slot.addr.get() {
-                Some(addr) if addr.try_send(Reload).is_ok() => {}
+                Some(addr) if addr.try_send(Reload::default()).is_ok() => {}
                 _ => slot.dirty.store(true, Ordering::Release),
             }
         }
+    }
+
+    /// `classroom_changed`, answering once the class's actor has applied a reload that read the
+    /// database after the change (at most `request_timeout`; at once if no actor runs here: one
+    /// that starts loads the change). A read that follows then sees the change.
+    pub async fn classroom_changed_and_applied(&self, classroom: ClassroomId) {
+        let Some(slot) = self.classrooms.get(&classroom).map(|s| s.clone()) else {
+            return;
+        };
+        let Some(addr) = slot.addr.get() else {
+            // Still loading: it reloads once started.
+            slot.dirty.store(true, Ordering::Release);
+            return;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if addr.try_send(Reload { applied: Some(tx) }).is_err() {
+            slot.dirty.store(true, Ordering::Release);
+            return;
+        }
+        if tokio::time::timeout(self.request_timeout(), rx)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a classroom did not apply a change in time");
+        }
+    }
+
+    /// When the student's stored attempts of the last hour were made, oldest first (the rate
+    /// limit's window, rebuilt from the database).
+    pub async fn recent_attempt_times(&self, id: UserId) -> anyhow::Result<Vec<i64>> {
+        self.store
+            .attempt_times_since(
+                id,
+                crate::domain::time::now_ms() - super::student::HOUR_MS,
+                self.submissions.rate_limit_per_hour,
+            )
+            .await
     }
 
     /// Stops every actor (after the writer has committed everything they handed it).
@@ -353,6 +441,20 @@ impl EventSink for Registry {
 #[derive(Debug, thiserror::Error)]
 #[error("no such classroom")]
 struct NoSuchClassroom;
+
+/// An actor's load from the database took longer than `actors.load_timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("loading from the database took longer than actors.load_timeout_ms")]
+pub struct LoadTimedOut;
+
+/// A load that timed out is the database being slow: 503, to retry; any other failure is 500.
+fn load_error(e: anyhow::Error) -> AppError {
+    if e.is::<LoadTimedOut>() {
+        busy()
+    } else {
+        AppError::Internal(e)
+    }
+}
 
 fn busy() -> AppError {
     AppError::Unavailable {

@@ -29,6 +29,10 @@ pub enum WriteError {
     Closed,
     #[error("the database did not commit the batch")]
     Failed,
+    /// The database refused the item's data itself (SQLSTATE class 22, e.g. text it cannot
+    /// store): sending it again cannot succeed, so it is not answered as "retry later".
+    #[error("the database cannot store this item's data")]
+    NotStorable,
 }
 
 type Reply = oneshot::Sender<Result<ItemResult, WriteError>>;
@@ -47,6 +51,8 @@ const FLUSH_SECONDS_BUCKETS: [f64; 9] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
 /// the benchmark). Cheap to clone: every field shares its value.
 #[derive(Debug, Clone)]
 pub struct WriterMetrics {
+    /// Items (attempts and hint reveals) handed to the writer's queue.
+    pub items_accepted: Counter,
     /// Items (attempts and hint reveals) committed.
     pub items_written: Counter,
     /// Database rows inserted or updated by committed batches.
@@ -67,6 +73,7 @@ pub struct WriterMetrics {
 impl Default for WriterMetrics {
     fn default() -> Self {
         WriterMetrics {
+            items_accepted: Counter::default(),
             items_written: Counter::default(),
             rows_written: Counter::default(),
             commits: Counter::default(),
@@ -84,6 +91,11 @@ impl WriterMetrics {
     /// Adds every instrument to `registry` (counters get their `_total` suffix there).
     pub fn register(&self, registry: &mut Registry) {
         let counters = [
+            (
+                "nsi_writer_items_accepted",
+                "Attempts and hint reveals handed to the writer's queue.",
+                &self.items_accepted,
+            ),
             (
                 "nsi_writer_items_written",
                 "Attempts and hint reveals committed by the writer.",
@@ -177,7 +189,10 @@ impl WriterHandle {
     ) -> Result<oneshot::Receiver<Result<ItemResult, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job { item, reply }) {
-            Ok(()) => Ok(rx),
+            Ok(()) => {
+                self.metrics.items_accepted.inc();
+                Ok(rx)
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.rejected_queue_full.inc();
                 Err(WriteError::QueueFull)
@@ -405,6 +420,18 @@ impl Worker {
                         }
                         return;
                     }
+                    if is_data_error(&e) {
+                        // The client's data, alone in its batch: a 400, not a server error. The
+                        // database's message may quote the data, so it is not logged.
+                        tracing::warn!(
+                            items = items.len(),
+                            "an item's data was refused by the database"
+                        );
+                        for reply in replies {
+                            let _ = reply.send(Err(WriteError::NotStorable));
+                        }
+                        return;
+                    }
                     tracing::error!(
                         error = format!("{e:#}"),
                         items = items.len(),
@@ -447,6 +474,19 @@ fn is_transient(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A refusal of the data itself, which no retry can cure: PostgreSQL's data exceptions (SQLSTATE
+/// class 22: a character the encoding cannot hold, a value out of range…) and values sqlx could
+/// not encode. Validation refuses such input first (`domain::text`); this is the last guard, so
+/// that the browser's outbox is told to stop resending.
+pub fn is_data_error(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Encode(_)) => true,
+            Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| code.starts_with("22")),
+            _ => false,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,5 +501,17 @@ mod tests {
         )));
         assert!(!is_transient(&anyhow::anyhow!("other")));
         assert!(is_transient(&anyhow::Error::from(BatchTimedOut)));
+        let encode = sqlx::Error::Encode("bad value".into());
+        assert!(!is_transient(&anyhow::Error::from(encode)));
+    }
+
+    #[test]
+    fn data_errors_are_not_storable() {
+        let encode = anyhow::Error::from(sqlx::Error::Encode("bad value".into()));
+        assert!(is_data_error(&encode.context("writing a batch")));
+        assert!(!is_data_error(&anyhow::Error::from(
+            sqlx::Error::PoolTimedOut
+        )));
+        assert!(!is_data_error(&anyhow::anyhow!("other")));
     }
 }

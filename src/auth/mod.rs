@@ -61,9 +61,14 @@ pub struct Auth {
 
 impl Auth {
     /// `refusals` counts what the throttles refuse.
-    pub fn new(settings: &AuthSettings, store: Store, refusals: Refusals) -> Auth {
+    pub fn new(
+        settings: &AuthSettings,
+        store: Store,
+        bus: std::sync::Arc<dyn crate::bus::EventBus>,
+        refusals: Refusals,
+    ) -> Auth {
         Auth {
-            sessions: Sessions::new(settings, store),
+            sessions: Sessions::new(settings, store, bus),
             throttle: AuthThrottle::new(settings, refusals),
             cookie_secure: settings.cookie_secure,
             trust_forwarded_for: settings.trust_forwarded_for,

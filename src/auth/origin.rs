@@ -6,6 +6,11 @@
 //!   that header on its own, so it carries no ambient credential to abuse;
 //! - a body must be declared `application/json`, which an HTML form cannot send cross-site.
 //!
+//! "The server's own host" is the request's `Host` (or HTTP/2 authority); compared with the
+//! Origin's host and port, not its scheme (a proxy may end TLS). `X-Forwarded-Host` and
+//! `Forwarded: host=` are followed only with `server.trust_forwarded_headers` (off by default):
+//! only a proxy that sets them itself may be believed.
+//!
 //! Refusals answer 403 `forbidden_origin` or 415 `unsupported_media_type`.
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -16,9 +21,13 @@ use actix_web::{HttpRequest, ResponseError, web};
 
 use crate::error::AppError;
 
-/// `server.allowed_origins`, registered as app data by `startup` for the guard below.
+/// `server.allowed_origins` and `server.trust_forwarded_headers`, registered as app data by
+/// `startup` for the guard below and for `check_origin`.
 #[derive(Debug, Clone, Default)]
-pub struct AllowedOrigins(pub Vec<String>);
+pub struct AllowedOrigins {
+    pub origins: Vec<String>,
+    pub trust_forwarded_headers: bool,
+}
 
 /// The middleware: `web::scope(…).wrap(from_fn(origin::guard))`.
 pub async fn guard(
@@ -28,7 +37,7 @@ pub async fn guard(
     if is_state_changing(req.method()) {
         let allowed: &[String] = req
             .app_data::<web::Data<AllowedOrigins>>()
-            .map_or(&[], |a| &a.0);
+            .map_or(&[], |a| &a.origins);
         if let Err(refusal) = verdict(req.request(), allowed) {
             let response = refusal.error_response();
             return Ok(req.into_response(response).map_into_right_body());
@@ -64,14 +73,32 @@ pub fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), AppErro
             None => return Ok(()),
         },
     };
-    let conn = req.connection_info();
     match claimed {
-        Some(origin) if origin_allowed(&origin, conn.host(), allowed) => Ok(()),
+        Some(origin) if origin_allowed(&origin, &own_host(req), allowed) => Ok(()),
         _ => Err(AppError::refused(
             "forbidden_origin",
             "Requête refusée : elle ne vient pas de ce site.",
         )),
     }
+}
+
+/// The host (and port) the client addressed: `Host` (or the HTTP/2 authority); behind a trusted
+/// proxy (`server.trust_forwarded_headers`, read from the app's `AllowedOrigins`), the one
+/// `Forwarded`/`X-Forwarded-Host` name. Without the setting those headers are ignored: anyone may
+/// send them.
+fn own_host(req: &HttpRequest) -> String {
+    let trust = req
+        .app_data::<web::Data<AllowedOrigins>>()
+        .is_some_and(|a| a.trust_forwarded_headers);
+    if trust {
+        return req.connection_info().host().to_owned();
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default()
 }
 
 /// `scheme://host[:port]` of a URL, lower-cased; `None` if it is not an absolute http(s) URL.
@@ -228,6 +255,40 @@ mod tests {
             .insert_header((header::CONTENT_LENGTH, "0"))
             .to_http_request();
         assert_eq!(code(verdict(&empty, &allowed())), None);
+    }
+
+    /// An Origin that matches only the `X-Forwarded-Host`/`Forwarded` host passes only when the
+    /// proxy is trusted.
+    #[test]
+    fn forwarded_host_counts_only_when_trusted() {
+        for trust in [false, true] {
+            let policy = web::Data::new(AllowedOrigins {
+                origins: vec![],
+                trust_forwarded_headers: trust,
+            });
+            for forwarded in [
+                ("x-forwarded-host", "nsi.example.fr"),
+                ("forwarded", "host=nsi.example.fr;proto=https"),
+            ] {
+                let req = post()
+                    .app_data(policy.clone())
+                    .insert_header((header::ORIGIN, "https://nsi.example.fr"))
+                    .insert_header(forwarded)
+                    .to_http_request();
+                let expected = if trust {
+                    None
+                } else {
+                    Some("forbidden_origin")
+                };
+                assert_eq!(code(verdict(&req, &[])), expected, "{trust} {forwarded:?}");
+            }
+            // The request's own Host passes either way.
+            let req = post()
+                .app_data(policy.clone())
+                .insert_header((header::ORIGIN, "http://127.0.0.1:8080"))
+                .to_http_request();
+            assert_eq!(code(verdict(&req, &[])), None);
+        }
     }
 
     #[test]

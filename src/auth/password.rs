@@ -1,15 +1,21 @@
 //! Argon2id hashing for passwords and students' recovery codes. Hashing is slow and memory-hungry
-//! on purpose (19 MiB, 2 passes: the OWASP baseline), so it runs on the blocking pool and at most
-//! a few hashes run at once: a class of 35 joining in the same second queues for a moment instead
-//! of taking 35 × 19 MiB.
+//! on purpose (19 MiB, 2 passes: the OWASP baseline), so at most `auth.hash_slots` hashes run at
+//! once, each in a working memory the server allocated at start-up and reuses: a flood of sign-ins
+//! queues for a slot instead of taking 19 MiB each.
+//!
+//! Why the memory is ours: `Argon2::hash_password` allocates its 19 MiB per call. Once glibc's
+//! dynamic mmap threshold has risen, those blocks land in malloc's arenas and are never given back:
+//! 60 failed logins took the RSS from 19 MB to 600–900 MB. Here argon2 fills caller-provided blocks
+//! (`hash_password_into_with_memory`), so hashing allocates nothing large. The PHC strings are the
+//! same as argon2's `PasswordHasher` makes and reads (a unit test checks both ways).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{AppError, Result};
@@ -19,20 +25,53 @@ use crate::error::{AppError, Result};
 const MAX_WAITING: usize = 256;
 /// How long a request waits for a hashing slot before giving up with a 503.
 const WAIT_FOR_SLOT: Duration = Duration::from_secs(10);
+/// Slots when `configure` was never called (admin commands, unit tests).
+const DEFAULT_SLOTS: usize = 2;
 
-/// Hashes that may run at once: one per core, at least two.
-fn slots() -> usize {
-    static SLOTS: OnceLock<usize> = OnceLock::new();
-    *SLOTS.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2)
-    })
+/// The parameters of every new hash: argon2id v19, m = 19 MiB, t = 2, p = 1, 32-byte output.
+fn params() -> Params {
+    Params::DEFAULT
 }
 
-fn permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| Semaphore::new(slots()))
+/// One slot's working memory: enough blocks for `params()`.
+type Memory = Box<[Block]>;
+
+/// The hashing slots of this process: a semaphore counts them, a stack holds their memory. A
+/// permit guarantees a free buffer (there are as many buffers as permits).
+struct Pool {
+    /// Hashes that may run at once.
+    slots: usize,
+    permits: Semaphore,
+    free: Mutex<Vec<Memory>>,
+}
+
+impl Pool {
+    fn new(slots: usize) -> Pool {
+        let slots = slots.max(1);
+        let blocks = params().block_count();
+        // `vec![Block::new(); n]` writes every block: the memory is resident from start-up, so
+        // the process's RSS does not grow when the first sign-ins arrive.
+        let free = (0..slots)
+            .map(|_| vec![Block::new(); blocks].into_boxed_slice())
+            .collect();
+        Pool {
+            slots,
+            permits: Semaphore::new(slots),
+            free: Mutex::new(free),
+        }
+    }
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+/// Allocates the hashing slots (`auth.hash_slots`). Called once at start-up; the pool is the
+/// process's (memory is a process's), so a later call with another count changes nothing.
+pub fn configure(slots: usize) {
+    POOL.get_or_init(|| Pool::new(slots));
+}
+
+fn pool() -> &'static Pool {
+    POOL.get_or_init(|| Pool::new(DEFAULT_SLOTS))
 }
 
 /// Requests waiting for a hashing slot now.
@@ -48,7 +87,9 @@ pub struct HashQueue {
 pub fn queue() -> HashQueue {
     HashQueue {
         waiting: WAITING.load(Ordering::Relaxed),
-        running: slots().saturating_sub(permits().available_permits()),
+        running: pool()
+            .slots
+            .saturating_sub(pool().permits.available_permits()),
     }
 }
 
@@ -73,64 +114,157 @@ async fn slot() -> Result<SemaphorePermit<'static>> {
         return Err(busy());
     }
     let _waiting = Waiting;
-    match tokio::time::timeout(WAIT_FOR_SLOT, permits().acquire()).await {
+    match tokio::time::timeout(WAIT_FOR_SLOT, pool().permits.acquire()).await {
         Ok(permit) => Ok(permit.context("hash permits closed")?),
         Err(_) => Err(busy()),
     }
 }
 
-fn hash_now(secret: &[u8]) -> anyhow::Result<String> {
-    let hash: PasswordHash = Argon2::default()
-        .hash_password(secret)
-        .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))?;
-    Ok(hash.to_string())
+/// Runs `job` on the blocking pool with a slot's memory, and puts the memory back afterwards
+/// (also when `job` fails). The caller holds a permit, so a buffer is free.
+async fn with_memory<T: Send + 'static>(
+    job: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+) -> Result<T> {
+    let _permit = slot().await?;
+    let mut memory = pool()
+        .free
+        .lock()
+        .map_err(|_| anyhow::anyhow!("hash pool poisoned"))?
+        .pop()
+        // Only if a hashing thread panicked and took its buffer along: replace that buffer.
+        .unwrap_or_else(|| vec![Block::new(); params().block_count()].into_boxed_slice());
+    let (result, memory) = actix_web::web::block(move || {
+        let result = job(&mut memory);
+        (result, memory)
+    })
+    .await
+    .context("hashing thread")?;
+    if let Ok(mut free) = pool().free.lock() {
+        free.push(memory);
+    }
+    Ok(result)
 }
 
-/// A hash of a random secret, verified against when there is no real hash to check (unknown
-/// login), so that such a failure takes as long as a wrong password.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        let secret: [u8; 16] = rand::random();
-        // Hashing fixed-size input with default parameters cannot fail; if it ever did, an empty
-        // decoy only makes the unknown-login path faster, never accepts anything.
-        hash_now(&secret).unwrap_or_default()
-    })
+/// Argon2id over `secret` and `salt` with `params`, in `memory`, into `out`.
+fn compute(
+    params: Params,
+    algorithm: Algorithm,
+    version: Version,
+    secret: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut [Block],
+) -> anyhow::Result<()> {
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(secret, salt, out, memory)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+}
+
+/// A new PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) for `secret`, in `memory`.
+fn hash_in(secret: &[u8], memory: &mut [Block]) -> anyhow::Result<String> {
+    let params = params();
+    let salt = Salt::new(&rand::random::<[u8; Salt::RECOMMENDED_LENGTH]>())
+        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
+    compute(
+        params.clone(),
+        algorithm,
+        version,
+        secret,
+        &salt,
+        &mut out,
+        memory,
+    )?;
+    let phc = PasswordHash {
+        algorithm: algorithm.ident(),
+        version: Some(version.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("params: {e}"))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("output: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `secret` matches the PHC string `hash`, computed in `memory`. A hash that is not an
+/// argon2 PHC string, or that needs more memory than a slot has, matches nothing.
+fn verify_in(secret: &[u8], hash: &str, memory: &mut [Block]) -> bool {
+    let Ok(phc) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(phc.algorithm.as_str()),
+        Params::try_from(&phc),
+    ) else {
+        return false;
+    };
+    let version = match phc.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    if params.block_count() > memory.len() {
+        // Only hashes made with stronger parameters than ours (none are, today); allocating for
+        // them would bring the unbounded memory back.
+        tracing::warn!(
+            m_cost = params.m_cost(),
+            "a stored hash needs more memory than a hashing slot has: refused"
+        );
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    if compute(params, algorithm, version, secret, salt, &mut out, memory).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(&out).is_ok_and(|computed| &computed == expected)
+}
+
+/// A fixed random salt for the decoy check, so that an unknown login costs one hash like a real one.
+fn decoy_salt() -> &'static [u8; 16] {
+    static SALT: OnceLock<[u8; 16]> = OnceLock::new();
+    SALT.get_or_init(rand::random)
 }
 
 /// Hashes a password or code to a PHC string (`$argon2id$v=19$…`).
 pub async fn hash(secret: String) -> Result<String> {
-    let _permit = slot().await?;
-    Ok(actix_web::web::block(move || hash_now(secret.as_bytes()))
-        .await
-        .context("hashing thread")??)
+    Ok(with_memory(move |memory| hash_in(secret.as_bytes(), memory)).await??)
 }
 
 /// Whether `secret` matches `hash`. With no hash (unknown account, or an account without a
-/// password), checks against a decoy and answers `false`, in about the same time.
+/// password), computes a decoy hash and answers `false`, in about the same time.
 pub async fn verify(secret: String, hash: Option<String>) -> Result<bool> {
-    let _permit = slot().await?;
-    Ok(actix_web::web::block(move || match hash {
-        Some(hash) => Argon2::default()
-            .verify_password(secret.as_bytes(), hash.as_str())
-            .is_ok(),
+    with_memory(move |memory| match hash {
+        Some(hash) => verify_in(secret.as_bytes(), &hash, memory),
         None => {
-            let _ = Argon2::default().verify_password(secret.as_bytes(), decoy_hash());
+            let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+            let _ = compute(
+                params(),
+                Algorithm::Argon2id,
+                Version::V0x13,
+                secret.as_bytes(),
+                decoy_salt(),
+                &mut out,
+                memory,
+            );
             false
         }
     })
     .await
-    .context("hashing thread")?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::{PasswordHasher, PasswordVerifier};
 
     #[actix_web::test]
     async fn hash_then_verify() {
         let h = hash("correct horse".into()).await.unwrap();
-        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert!(
             verify("correct horse".into(), Some(h.clone()))
                 .await
@@ -141,5 +275,53 @@ mod tests {
         assert!(!verify("x".into(), Some("not a hash".into())).await.unwrap());
         // Salted: the same secret twice gives two hashes.
         assert_ne!(h, hash("correct horse".into()).await.unwrap());
+    }
+
+    /// Hashes stored before the pool (argon2's own `PasswordHasher`) still verify, and ours verify
+    /// with argon2's own `PasswordVerifier`: the PHC strings are the same format.
+    #[actix_web::test]
+    async fn compatible_with_argon2s_password_hasher_both_ways() {
+        let theirs = Argon2::default()
+            .hash_password(b"mot de passe")
+            .unwrap()
+            .to_string();
+        assert!(
+            verify("mot de passe".into(), Some(theirs.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!verify("mot de passe!".into(), Some(theirs)).await.unwrap());
+
+        let ours = hash("mot de passe".into()).await.unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"mot de passe", ours.as_str())
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"mot de passe!", ours.as_str())
+                .is_err()
+        );
+    }
+
+    /// Other parameters and variants (argon2i, fewer passes, a longer output) are read from the
+    /// string; a hash needing more memory than a slot is refused rather than allocated for.
+    #[actix_web::test]
+    async fn reads_other_parameters_and_refuses_bigger_memory() {
+        let small = Params::new(1024, 3, 1, Some(48)).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2i, Version::V0x13, small)
+            .hash_password(b"code")
+            .unwrap()
+            .to_string();
+        assert!(verify("code".into(), Some(theirs.clone())).await.unwrap());
+        assert!(!verify("cod".into(), Some(theirs)).await.unwrap());
+
+        let big = Params::new(2 * Params::DEFAULT_M_COST, 1, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, big)
+            .hash_password(b"code")
+            .unwrap()
+            .to_string();
+        assert!(!verify("code".into(), Some(theirs)).await.unwrap());
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Checked tokens are cached in memory for `session_cache_ttl_secs`, so that most requests do not
 //! touch the database. Ending a session (logout, reset, removal) drops it from this instance's
-//! cache and from the database at once; other instances notice within the cache TTL (until the
-//! Redis bus broadcasts invalidations).
+//! cache and from the database at once, and publishes `SessionEnded` on the bus: the sockets bound
+//! to it close at once, on every instance. Other instances' caches notice within the cache TTL
+//! (until the Redis bus broadcasts invalidations to them too).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::Identity;
+use crate::bus::{EventBus, SessionEnded};
 use crate::config::AuthSettings;
 use crate::domain::ids::UserId;
 use crate::domain::time::now_ms;
@@ -52,6 +54,8 @@ pub struct Sessions {
     cache_ttl: Duration,
     cache: Mutex<HashMap<String, Cached>>,
     last_purge_ms: AtomicI64,
+    /// Where ended sessions are announced (to the sockets bound to them).
+    bus: std::sync::Arc<dyn EventBus>,
 }
 
 /// SHA-256 of a token, in hex: the `sessions` primary key.
@@ -74,8 +78,13 @@ pub fn looks_like_token(token: &str) -> bool {
 }
 
 impl Sessions {
-    pub fn new(settings: &AuthSettings, store: Store) -> Sessions {
+    pub fn new(
+        settings: &AuthSettings,
+        store: Store,
+        bus: std::sync::Arc<dyn EventBus>,
+    ) -> Sessions {
         Sessions {
+            bus,
             store,
             lifetime_ms: (settings.session_lifetime_hours as i64).saturating_mul(3_600_000),
             cache_ttl: Duration::from_secs(settings.session_cache_ttl_secs),
@@ -112,7 +121,12 @@ impl Sessions {
         if !looks_like_token(token) {
             return Ok(None);
         }
-        let hash = token_hash(token);
+        self.resolve_hash(token_hash(token)).await
+    }
+
+    /// Who holds the session of this token hash, if it is live (cached like `resolve`). A socket
+    /// keeps only its session's hash and checks it again on its heartbeats.
+    pub async fn resolve_hash(&self, hash: String) -> anyhow::Result<Option<Identity>> {
         let now = now_ms();
         if let Some(hit) = self.cache().get(&hash).copied()
             && hit.checked_at.elapsed() < self.cache_ttl
@@ -155,23 +169,32 @@ impl Sessions {
         );
     }
 
-    /// Ends one session (logout).
+    /// Ends one session (logout, or a new sign-in in the same browser); its sockets close.
     pub async fn end(&self, token: &str) -> anyhow::Result<()> {
         let hash = token_hash(token);
         self.cache().remove(&hash);
-        self.store.delete_session(&hash).await
-    }
-
-    /// Ends every session of a user (recovery code reset, removal from their last class).
-    pub async fn end_all_for(&self, user_id: UserId) -> anyhow::Result<()> {
-        self.forget_user(user_id);
-        self.store.delete_user_sessions(user_id).await?;
+        self.store.delete_session(&hash).await?;
+        self.bus
+            .publish_session_ended(SessionEnded::Session { token_hash: hash });
         Ok(())
     }
 
-    /// Drops a user's sessions from this instance's cache only (the database side is done).
+    /// Ends every session of a user (recovery code reset, password change); their sockets close.
+    pub async fn end_all_for(&self, user_id: UserId) -> anyhow::Result<()> {
+        self.cache().retain(|_, c| c.identity.user_id != user_id);
+        self.store.delete_user_sessions(user_id).await?;
+        self.bus
+            .publish_session_ended(SessionEnded::User { user_id });
+        Ok(())
+    }
+
+    /// A user's sessions were deleted in the database with their account (removal from their
+    /// last class, leaving it, the class purged): drops them from this instance's cache and
+    /// closes their sockets.
     pub fn forget_user(&self, user_id: UserId) {
         self.cache().retain(|_, c| c.identity.user_id != user_id);
+        self.bus
+            .publish_session_ended(SessionEnded::User { user_id });
     }
 
     async fn purge_expired(&self, now: i64) {

@@ -1,5 +1,11 @@
-//! Throttling of guesses: failed sign-ins per login and per client address, joins and recovery
-//! attempts per address, wrong recovery codes per class and pseudonym.
+//! Throttling of guesses: failed sign-ins per login and address, per login from every address,
+//! and per client address; joins and recovery attempts per address, wrong recovery codes per class
+//! and pseudonym.
+//!
+//! A login is locked first for the address that guesses (`auth.login_max_failures`), and for
+//! everyone only past a higher count from all addresses together (`login_max_failures_global`):
+//! one pupil guessing a teacher's password from home does not lock the teacher out at school,
+//! while guesses spread over many addresses still meet a bound.
 //!
 //! In-process sliding windows for now: `AuthThrottle` is the only door, with async methods, so that
 //! a Redis-backed version (shared by every instance) can replace the windows without touching the
@@ -158,6 +164,9 @@ impl SlidingWindow {
 /// The throttles of the sign-in and join routes, built from `[auth]` settings.
 #[derive(Debug)]
 pub struct AuthThrottle {
+    /// Keyed by login and address.
+    login_failures_here: SlidingWindow,
+    /// Keyed by login: every address together.
     login_failures: SlidingWindow,
     login_failures_by_ip: SlidingWindow,
     join_failures: SlidingWindow,
@@ -175,7 +184,8 @@ impl AuthThrottle {
         let login_window = Duration::from_secs(settings.login_window_secs);
         let join_window = Duration::from_secs(settings.join_window_secs);
         AuthThrottle {
-            login_failures: SlidingWindow::new(settings.login_max_failures, login_window),
+            login_failures_here: SlidingWindow::new(settings.login_max_failures, login_window),
+            login_failures: SlidingWindow::new(settings.login_max_failures_global, login_window),
             login_failures_by_ip: SlidingWindow::new(
                 settings.login_max_failures_per_ip,
                 login_window,
@@ -187,12 +197,12 @@ impl AuthThrottle {
     }
 
     /// One guess at a login's password, `check` answering `Some` when it is right. 429 before
-    /// `check` runs once the login or the address has used up its failures. Otherwise the guess
-    /// counts as a failure before `check` runs (guesses sent in parallel cannot all slip under
-    /// the limit); a right guess clears the login's failures and takes back the address's count
-    /// of it (not its other failures: others share the address); a guess `check` could not
-    /// judge (`Err`: the server busy, the database failing) is taken back, so overload never
-    /// locks anyone out.
+    /// `check` runs once the login from this address, the login from all addresses, or the
+    /// address has used up its failures. Otherwise the guess counts as a failure before `check`
+    /// runs (guesses sent in parallel cannot all slip under the limit); a right guess clears the
+    /// login's failures and takes back the address's count of it (not its other failures: others
+    /// share the address); a guess `check` could not judge (`Err`: the server busy, the database
+    /// failing) is taken back, so overload never locks anyone out.
     pub async fn guess_login<T>(
         &self,
         login: &str,
@@ -200,11 +210,19 @@ impl AuthThrottle {
         check: impl Future<Output = Result<Option<T>, AppError>>,
     ) -> Result<Option<T>, AppError> {
         let ip = ip.to_string();
+        // An address holds no space: the last space of the key separates the two.
+        let here = format!("{login} {ip}");
+        if let Err(wait) = self.login_failures_here.check_and_hit(&here) {
+            self.refusals.count(Limit::Login);
+            return Err(too_many(wait));
+        }
         if let Err(wait) = self.login_failures.check_and_hit(login) {
+            self.login_failures_here.unhit(&here);
             self.refusals.count(Limit::Login);
             return Err(too_many(wait));
         }
         if let Err(wait) = self.login_failures_by_ip.check_and_hit(&ip) {
+            self.login_failures_here.unhit(&here);
             self.login_failures.unhit(login);
             self.refusals.count(Limit::Login);
             return Err(too_many(wait));
@@ -212,11 +230,13 @@ impl AuthThrottle {
         let judged = check.await;
         match &judged {
             Ok(Some(_)) => {
+                self.login_failures_here.clear(&here);
                 self.login_failures.clear(login);
                 self.login_failures_by_ip.unhit(&ip);
             }
             Ok(None) => {}
             Err(_) => {
+                self.login_failures_here.unhit(&here);
                 self.login_failures.unhit(login);
                 self.login_failures_by_ip.unhit(&ip);
             }
@@ -335,12 +355,47 @@ mod tests {
             t.guess_login("b", ip, right()).await,
             Ok(Some(()))
         ));
+        // The login is locked for this address, not for another one.
+        let elsewhere: IpAddr = [10, 0, 0, 2].into();
+        assert!(matches!(
+            t.guess_login("a", elsewhere, right()).await,
+            Ok(Some(()))
+        ));
         // Recovery codes the same way.
         for _ in 0..max {
             assert!(matches!(t.guess_recovery("k", wrong()).await, Ok(None)));
         }
         assert!(matches!(
             t.guess_recovery("k", right()).await,
+            Err(AppError::TooManyRequests { .. })
+        ));
+    }
+
+    /// Past `login_max_failures_global` failures from all addresses together, the login is locked
+    /// for everyone, each address having stayed under its own limit.
+    #[tokio::test]
+    async fn many_addresses_meet_the_global_lock() {
+        let mut settings = crate::config::Settings::load_from(&Vec::<(String, String)>::new())
+            .expect("default settings")
+            .auth;
+        settings.login_max_failures = 3;
+        settings.login_max_failures_global = 7;
+        let t = AuthThrottle::new(&settings, Refusals::default());
+        let wrong = || async { Ok::<Option<()>, AppError>(None) };
+        let right = || async { Ok::<_, AppError>(Some(())) };
+        let mut failures = 0;
+        for host in 1..=3u8 {
+            let ip: IpAddr = [10, 0, 0, host].into();
+            for _ in 0..3 {
+                if failures < 7 {
+                    assert!(matches!(t.guess_login("a", ip, wrong()).await, Ok(None)));
+                    failures += 1;
+                }
+            }
+        }
+        let fresh: IpAddr = [10, 0, 0, 9].into();
+        assert!(matches!(
+            t.guess_login("a", fresh, right()).await,
             Err(AppError::TooManyRequests { .. })
         ));
     }

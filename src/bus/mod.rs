@@ -1,6 +1,8 @@
 //! Cross-instance events. Publishing goes only to the bus; local delivery comes back through the
 //! bus's sink, so one instance and many run the same code (the Redis bus, a later feature, will
-//! implement the same trait). Today: `LocalBus`, in-process.
+//! implement the same trait). Today: `LocalBus`, in-process. Two kinds: what happens in a class
+//! (`ClassEvent`, to the classroom actors) and sessions that ended (`SessionEnded`, to the
+//! sockets bound to them).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -104,6 +106,22 @@ pub enum StuckReason {
     TimeOnExercise,
 }
 
+/// Sessions that ended (logout, a new sign-in in the same browser, a password change, a recovery
+/// code reset, an account closed): every socket bound to them closes, on every instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SessionEnded {
+    /// One session, by the SHA-256 of its token (`auth::session::token_hash`).
+    Session { token_hash: String },
+    /// Every session of a user.
+    User { user_id: UserId },
+}
+
+/// Receives the sessions that ended (this instance's sockets).
+pub trait SessionSink: Send + Sync {
+    fn session_ended(&self, ended: &SessionEnded);
+}
+
 /// Receives the events published for classes (the actor registry, which hands them to the
 /// classroom actors running on this instance).
 pub trait EventSink: Send + Sync {
@@ -114,6 +132,10 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     fn publish(&self, classroom: ClassroomId, event: Arc<ClassEvent>);
     /// Connects the bus to this instance's sink (once, at start-up).
     fn attach(&self, sink: Weak<dyn EventSink>);
+    /// Tells every instance, this one included, that sessions ended.
+    fn publish_session_ended(&self, ended: SessionEnded);
+    /// Connects the bus to this instance's sockets (once, at start-up).
+    fn attach_sessions(&self, sink: Weak<dyn SessionSink>);
     /// What this instance published and received so far (`/metrics`).
     fn stats(&self) -> BusStats;
 }
@@ -127,10 +149,11 @@ pub struct BusStats {
     pub received: u64,
 }
 
-/// The single-instance bus: delivers synchronously to this instance's sink.
+/// The single-instance bus: delivers synchronously to this instance's sinks.
 #[derive(Default)]
 pub struct LocalBus {
     sink: OnceLock<Weak<dyn EventSink>>,
+    sessions: OnceLock<Weak<dyn SessionSink>>,
     published: AtomicU64,
     received: AtomicU64,
 }
@@ -152,6 +175,16 @@ impl EventBus for LocalBus {
 
     fn attach(&self, sink: Weak<dyn EventSink>) {
         let _ = self.sink.set(sink);
+    }
+
+    fn publish_session_ended(&self, ended: SessionEnded) {
+        if let Some(sink) = self.sessions.get().and_then(Weak::upgrade) {
+            sink.session_ended(&ended);
+        }
+    }
+
+    fn attach_sessions(&self, sink: Weak<dyn SessionSink>) {
+        let _ = self.sessions.set(sink);
     }
 
     fn stats(&self) -> BusStats {

@@ -190,6 +190,16 @@ pub fn pseudonym_key(pseudonym: &str) -> String {
         .collect()
 }
 
+/// What makes pseudonyms unique in a class: the key above, then its confusable skeleton (Unicode
+/// UTS #39), lower-cased. Pseudonyms that only look alike — a Cyrillic `А` for a Latin `A`, `0`
+/// for `o`, `rn` for `m`, `l` for `I` — are one pseudonym, so nobody can pose as a classmate on
+/// the dashboard or the leaderboard. Stored beside the key (`enrollments.pseudonym_skeleton`).
+pub fn pseudonym_skeleton(pseudonym: &str) -> String {
+    let key = pseudonym_key(pseudonym);
+    let skeleton: String = unicode_security::skeleton(&key).collect();
+    skeleton.chars().flat_map(char::to_lowercase).collect()
+}
+
 pub fn validate_display_name(raw: &str) -> Result<String, Invalid> {
     check_text(raw, "Le nom", 1, DISPLAY_NAME_MAX_CHARS, false)
 }
@@ -326,6 +336,31 @@ mod tests {
         assert_eq!(pseudonym_key("Cœur"), "coeur");
         assert_eq!(pseudonym_key("Straße"), "strasse");
         assert_eq!(pseudonym_key("Ça Va"), "ca va");
+    }
+
+    #[test]
+    fn look_alike_pseudonyms_share_a_skeleton() {
+        let latin = pseudonym_skeleton("Alice Martin");
+        // Cyrillic А (U+0410) and а (U+0430), Greek ο, digit 0, "rn" for "m".
+        for same in [
+            "\u{410}lice Martin",
+            "Alice M\u{430}rtin",
+            "Alice Mart\u{456}n",
+            "alice martin",
+            "Àlice  Martin",
+            "Alice Rnartin",
+        ] {
+            assert_eq!(pseudonym_skeleton(same), latin, "{same}");
+        }
+        assert_eq!(pseudonym_skeleton("B0b"), pseudonym_skeleton("Bob"));
+        assert_eq!(pseudonym_skeleton("B\u{3bf}b"), pseudonym_skeleton("Bob"));
+        assert_ne!(
+            pseudonym_skeleton("Alice Martin"),
+            pseudonym_skeleton("Alice Martine")
+        );
+        assert_ne!(pseudonym_skeleton("Léa"), pseudonym_skeleton("Léo"));
+        // Scripts other than Latin keep their own pseudonyms.
+        assert_ne!(pseudonym_skeleton("李小龙"), pseudonym_skeleton("李小虎"));
     }
 
     #[test]

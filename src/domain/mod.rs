@@ -6,5 +6,6 @@ pub mod catalogue;
 pub mod ids;
 pub mod progress;
 pub mod rules;
+pub mod text;
 pub mod time;
 pub mod verdict;

@@ -18,6 +18,7 @@ use crate::domain::accounts::{
 };
 use crate::domain::time::now_ms;
 use crate::error::{AppError, Result};
+use crate::http::json::Json;
 use crate::http::views;
 use crate::state::AppState;
 use crate::store::classrooms::JoinRefusal;
@@ -100,7 +101,7 @@ struct SignupBody {
 async fn sign_up(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<SignupBody>,
+    body: Json<SignupBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     // Account creation counts against the address like joins do.
@@ -176,7 +177,7 @@ struct LoginBody {
 async fn log_in(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: Json<LoginBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let login: String = accounts::normalize_login(&body.login)
@@ -239,7 +240,7 @@ async fn join_class(
     state: web::Data<AppState>,
     req: HttpRequest,
     current: Option<Identity>,
-    body: web::Json<JoinBody>,
+    body: Json<JoinBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     state
@@ -373,7 +374,7 @@ struct RecoverBody {
 async fn recover_session(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<RecoverBody>,
+    body: Json<RecoverBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let throttle = &state.auth.throttle;

@@ -11,6 +11,7 @@ use crate::domain::accounts::{self, Invalid, Role, generate_recovery_code, norma
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::domain::time::now_ms;
 use crate::error::{AppError, Result};
+use crate::http::json::Json;
 use crate::http::views;
 use crate::state::AppState;
 use crate::store::classrooms::{AssignmentRecord, Classroom};
@@ -67,14 +68,22 @@ struct NewClassroom {
 async fn create_classroom(
     state: web::Data<AppState>,
     teacher: TeacherIdentity,
-    body: web::Json<NewClassroom>,
+    body: Json<NewClassroom>,
 ) -> Result<HttpResponse> {
     let name = accounts::validate_classroom_name(&body.name).map_err(invalid("invalid_name"))?;
     let school = accounts::validate_school(&body.school).map_err(invalid("invalid_school"))?;
+    let max = state.settings.classrooms.max_per_teacher;
     let classroom = state
         .store
-        .create_classroom(teacher.user_id, &name, &school, now_ms())
-        .await?;
+        .create_classroom(teacher.user_id, &name, &school, now_ms(), max)
+        .await?
+        .ok_or_else(|| AppError::Conflict {
+            code: "too_many_classrooms",
+            message: format!(
+                "Vous avez déjà {max} classes : supprimez définitivement une ancienne classe \
+                 avant d'en créer une nouvelle."
+            ),
+        })?;
     tracing::info!(
         user_id = teacher.user_id.0,
         classroom_id = classroom.id.0,
@@ -143,7 +152,7 @@ async fn update_classroom(
     state: web::Data<AppState>,
     teacher: TeacherIdentity,
     id: web::Path<String>,
-    body: web::Json<ClassroomChanges>,
+    body: Json<ClassroomChanges>,
 ) -> Result<HttpResponse> {
     let classroom = owned(&state, teacher, &id).await?;
     let name = body
@@ -254,9 +263,25 @@ async fn reset_recovery_code(
     if !state.store.is_enrolled(classroom.id, student).await? {
         return Err(student_not_found());
     }
+    // A new code signs the student in to all their classes: only a teacher who has them in all
+    // of them may make one (docs/api.md), else a teacher could act as a student of another's class.
+    if state
+        .store
+        .in_other_teachers_class(student, teacher.user_id)
+        .await?
+    {
+        return Err(in_other_teachers_class());
+    }
     let code = generate_recovery_code(&mut rand::rng());
     let hash = password::hash(normalize_code(&code)).await?;
-    state.store.set_recovery_code_hash(student, &hash).await?;
+    if !state
+        .store
+        .set_recovery_code_hash(student, teacher.user_id, &hash)
+        .await?
+    {
+        // They joined another teacher's class meanwhile.
+        return Err(in_other_teachers_class());
+    }
     state.auth.sessions.end_all_for(student).await?;
     tracing::info!(
         user_id = teacher.user_id.0,
@@ -265,6 +290,14 @@ async fn reset_recovery_code(
         "student recovery code reset"
     );
     Ok(HttpResponse::Ok().json(json!({ "student_id": student, "recovery_code": code })))
+}
+
+fn in_other_teachers_class() -> AppError {
+    AppError::conflict(
+        "student_in_other_teachers_class",
+        "Cet élève est aussi dans la classe d'un autre enseignant : seul un enseignant qui l'a \
+         dans toutes ses classes peut lui donner un nouveau code personnel.",
+    )
 }
 
 /// The class's assigned chapters: for its teacher and its students.
@@ -310,7 +343,7 @@ async fn assign_chapter(
     state: web::Data<AppState>,
     teacher: TeacherIdentity,
     path: web::Path<(String, String)>,
-    body: web::Json<Assignment>,
+    body: Json<Assignment>,
 ) -> Result<HttpResponse> {
     let (id, slug) = path.into_inner();
     let classroom = owned(&state, teacher, &id).await?;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::auth::{Identity, TeacherIdentity};
 use crate::domain::ids::ClassroomId;
 use crate::error::{AppError, Result};
+use crate::http::json::Json;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -46,7 +47,7 @@ async fn purge_classroom(
     state: web::Data<AppState>,
     teacher: TeacherIdentity,
     id: web::Path<String>,
-    body: web::Json<PurgeBody>,
+    body: Json<PurgeBody>,
 ) -> Result<HttpResponse> {
     let not_found = || AppError::NotFound("Classe introuvable.");
     let id = ClassroomId::parse(&id).ok_or_else(not_found)?;

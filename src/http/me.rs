@@ -12,6 +12,7 @@ use crate::domain::ids::{ClassroomId, UserId};
 use crate::domain::time::now_ms;
 use crate::error::{AppError, Result};
 use crate::http::auth::signed_in_as;
+use crate::http::json::Json;
 use crate::http::views;
 use crate::state::AppState;
 
@@ -75,7 +76,7 @@ struct PatchMe {
 async fn patch_me(
     state: web::Data<AppState>,
     identity: Identity,
-    body: web::Json<PatchMe>,
+    body: Json<PatchMe>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     if let Some(name) = &body.display_name {
@@ -98,10 +99,15 @@ async fn patch_me(
             .store
             .set_leaderboard_opt_out(identity.user_id, opt_out)
             .await?;
-        // The leaderboards of the student's classes come from their actors: reload them.
-        for classroom in state.store.student_classroom_ids(identity.user_id).await? {
-            state.registry.classroom_changed(classroom);
-        }
+        // The leaderboards of the student's classes come from their actors: the answer waits
+        // until they reloaded (bounded), so that a leaderboard read next shows the change.
+        let classrooms = state.store.student_classroom_ids(identity.user_id).await?;
+        futures_util::future::join_all(
+            classrooms
+                .into_iter()
+                .map(|c| state.registry.classroom_changed_and_applied(c)),
+        )
+        .await;
     }
     Ok(HttpResponse::Ok().json(me_view(&state, identity).await?))
 }
@@ -123,7 +129,7 @@ async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     teacher: TeacherIdentity,
-    body: web::Json<NewPassword>,
+    body: Json<NewPassword>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let throttle = &state.auth.throttle;

@@ -6,6 +6,7 @@ pub mod classrooms;
 pub mod data_care;
 pub mod health;
 pub mod history;
+pub mod json;
 pub mod me;
 pub mod metrics;
 pub mod pages;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::auth::StudentIdentity;
 use crate::error::{AppError, Result};
 use crate::grading::Work;
+use crate::http::json::Json;
 use crate::service::submit::{AttemptBody, Submission, record_attempt};
 use crate::state::AppState;
 
@@ -52,7 +53,7 @@ async fn submit_attempt(
     state: web::Data<AppState>,
     student: StudentIdentity,
     id: web::Path<String>,
-    body: web::Json<AttemptBody>,
+    body: Json<AttemptBody>,
 ) -> Result<HttpResponse> {
     let submission = body.into_inner().into_submission()?;
     submit(&state, student, &id, submission).await
@@ -62,7 +63,7 @@ async fn legacy_submit(
     state: web::Data<AppState>,
     student: StudentIdentity,
     id: web::Path<String>,
-    body: web::Json<LegacyBody>,
+    body: Json<LegacyBody>,
 ) -> Result<HttpResponse> {
     let LegacyBody {
         passed,

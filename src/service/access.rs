@@ -1,11 +1,14 @@
 //! Who may read a class: its teacher (the dashboard, the progress grid) or its members (the
 //! leaderboard). Anything else answers 404: a class that is not the caller's does not exist for
 //! them.
+//!
+//! Checked with one indexed query before any class actor is asked: a stranger probing ids starts
+//! no actor and loads no roster.
 
-use crate::actors::classroom::{Access, CheckAccess};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::error::{AppError, Result};
 use crate::state::AppState;
+use crate::store::classrooms::ClassroomRole;
 
 /// What the caller must be to read the class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +25,9 @@ pub async fn require_classroom(
     user: UserId,
     need: Need,
 ) -> Result<()> {
-    let access = state.registry.ask_classroom(id, CheckAccess(user)).await?;
-    match (access, need) {
-        (Access::Teacher, _) | (Access::Member, Need::Member) => Ok(()),
+    let role = state.store.classroom_role(id, user).await?;
+    match (role, need) {
+        (Some(ClassroomRole::Teacher), _) | (Some(ClassroomRole::Member), Need::Member) => Ok(()),
         _ => Err(AppError::NotFound("Classe introuvable.")),
     }
 }

@@ -24,9 +24,20 @@ impl From<ActorError> for AppError {
                 message: "La tentative n'a pas pu être enregistrée ; réessayez.".into(),
                 retry_after_secs: 5,
             },
+            // A 4xx: the browser's outbox keeps resending only what may succeed later.
+            ActorError::NotStorable => AppError::bad_request(
+                "not_storable",
+                "Cette tentative contient des données que le serveur ne peut pas enregistrer.",
+            ),
             ActorError::ShuttingDown => AppError::Unavailable {
                 message: "Le serveur redémarre ; réessayez dans un instant.".into(),
                 retry_after_secs: 5,
+            },
+            ActorError::Reloading => AppError::Unavailable {
+                message:
+                    "Votre progression est en cours de rechargement ; réessayez dans un instant."
+                        .into(),
+                retry_after_secs: 1,
             },
             ActorError::AttemptIdConflict => AppError::Conflict {
                 code: "attempt_id_conflict",

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::actors::student::{Submit, SubmitAnswer, SubmitAttempt};
 use crate::domain::ids::{AttemptId, ExerciseId, UserId};
+use crate::domain::text::{INVALID_TEXT, json_storable, storable};
 use crate::error::{AppError, Result};
 use crate::grading::Work;
 use crate::state::AppState;
@@ -96,6 +97,15 @@ pub async fn validate(
     let exercise = ExerciseId::parse(exercise_id)
         .and_then(|id| state.catalogue.exercise(id))
         .ok_or(AppError::NotFound("Exercice introuvable."))?;
+    // The socket's messages do not go through the HTTP body check: every text of the answer is
+    // checked here, for both adapters (PostgreSQL cannot store NUL).
+    let text_ok = match &submission.work {
+        Work::Answer(answer) => json_storable(answer),
+        Work::BrowserVerdict { code, .. } => storable(code),
+    };
+    if !text_ok {
+        return Err(AppError::bad_request("invalid_text", INVALID_TEXT));
+    }
     if let Some(d) = submission.duration_ms
         && !(0..=MAX_DURATION_MS).contains(&d)
     {

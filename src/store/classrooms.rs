@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use super::{Store, in_transaction, is_unique_violation, on_pool};
-use crate::domain::accounts::generate_join_code;
+use crate::domain::accounts::{generate_join_code, pseudonym_skeleton};
 use crate::domain::ids::{ChapterId, ClassroomId, UserId};
 
 /// A classroom as its teacher sees it.
@@ -60,6 +60,13 @@ pub struct AssignmentRecord {
     pub chapter_slug: String,
     pub due_at: Option<i64>,
     pub assigned_at: i64,
+}
+
+/// What a user is to a class (`Store::classroom_role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassroomRole {
+    Teacher,
+    Member,
 }
 
 /// Why a join was refused.
@@ -133,32 +140,41 @@ const STUDENT_CLASS_SELECT: &str = "SELECT c.id, c.name, c.school, t.display_nam
 
 impl Store {
     /// Creates a classroom with a fresh join code.
+    /// Creates a classroom, unless the teacher already has `max` (archived ones included): then
+    /// `None`. The count and the insert are one statement; on PostgreSQL, creations of one teacher
+    /// running at the same instant may each see room for one more (the cap is exact on SQLite,
+    /// whose writes are serialised).
     pub async fn create_classroom(
         &self,
         teacher: UserId,
         name: &str,
         school: &str,
         now: i64,
-    ) -> anyhow::Result<Classroom> {
+        max: u32,
+    ) -> anyhow::Result<Option<Classroom>> {
         for _ in 0..JOIN_CODE_TRIES {
             let code = generate_join_code(&mut rand::rng());
-            let inserted: Result<i64, sqlx::Error> = on_pool!(self, pool => {
+            let inserted: Result<Option<i64>, sqlx::Error> = on_pool!(self, pool => {
                 sqlx::query(
                     "INSERT INTO classrooms (teacher_id, name, school, join_code, created_at)
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                     SELECT $1, $2, $3, $4, $5
+                     WHERE (SELECT COUNT(*) FROM classrooms WHERE teacher_id = $1) < $6
+                     RETURNING id",
                 )
                 .bind(teacher.0)
                 .bind(name)
                 .bind(school)
                 .bind(&code)
                 .bind(now)
-                .fetch_one(pool)
+                .bind(i64::from(max))
+                .fetch_optional(pool)
                 .await
-                .and_then(|r| r.try_get("id"))
+                .and_then(|r| r.map(|r| r.try_get("id")).transpose())
             });
             match inserted {
-                Ok(id) => {
-                    return Ok(Classroom {
+                Ok(None) => return Ok(None),
+                Ok(Some(id)) => {
+                    return Ok(Some(Classroom {
                         id: ClassroomId(id),
                         teacher_id: teacher,
                         name: name.to_owned(),
@@ -168,7 +184,7 @@ impl Store {
                         archived_at: None,
                         student_count: 0,
                         leaderboard_server_checked_only: false,
-                    });
+                    }));
                 }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -232,6 +248,34 @@ impl Store {
                 .is_some()
         });
         Ok(found)
+    }
+
+    /// What `user` is to class `id`, in one indexed query (the class's primary key, then the
+    /// enrollments' one): checked before any class actor is started, so that probing ids loads
+    /// nothing into memory. `None`: no such class, or not the user's.
+    pub async fn classroom_role(
+        &self,
+        id: ClassroomId,
+        user: UserId,
+    ) -> anyhow::Result<Option<ClassroomRole>> {
+        let role: Option<i32> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT CASE WHEN c.teacher_id = $2 THEN 1
+                             WHEN EXISTS (SELECT 1 FROM enrollments e
+                                          WHERE e.classroom_id = c.id AND e.student_id = $2)
+                             THEN 2 ELSE 0 END
+                 FROM classrooms c WHERE c.id = $1",
+            )
+            .bind(id.0)
+            .bind(user.0)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(match role {
+            Some(1) => Some(ClassroomRole::Teacher),
+            Some(2) => Some(ClassroomRole::Member),
+            _ => None,
+        })
     }
 
     /// Draws a new join code for the classroom; the old one stops working at once.
@@ -419,13 +463,15 @@ impl Store {
             .await?
             .try_get("id")?;
             let enrolled = sqlx::query(
-                "INSERT INTO enrollments (classroom_id, student_id, pseudonym, pseudonym_key, joined_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO enrollments
+                     (classroom_id, student_id, pseudonym, pseudonym_key, pseudonym_skeleton, joined_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(classroom.0)
             .bind(id)
             .bind(pseudonym)
             .bind(pseudonym_key)
+            .bind(pseudonym_skeleton(pseudonym))
             .bind(now)
             .execute(&mut *tx)
             .await;
@@ -439,6 +485,55 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Gives every enrollment made before migration 0003 its pseudonym skeleton (computed here,
+    /// not in SQL). Run at start-up; a no-op once done. Two look-alike pseudonyms already in one
+    /// class keep their accounts: the second keeps no skeleton (the first's blocks newcomers).
+    pub async fn backfill_pseudonym_skeletons(&self) -> anyhow::Result<()> {
+        let rows: Vec<(i64, i64, String)> = on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT classroom_id, student_id, pseudonym FROM enrollments
+                 WHERE pseudonym_skeleton IS NULL ORDER BY joined_at, student_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push((r.try_get("classroom_id")?, r.try_get("student_id")?, r.try_get("pseudonym")?));
+            }
+            out
+        });
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (mut filled, mut clashes) = (0u64, 0u64);
+        for (classroom, student, pseudonym) in &rows {
+            let updated: Result<_, sqlx::Error> = on_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE enrollments SET pseudonym_skeleton = $1
+                     WHERE classroom_id = $2 AND student_id = $3",
+                )
+                .bind(pseudonym_skeleton(pseudonym))
+                .bind(classroom)
+                .bind(student)
+                .execute(pool)
+                .await
+                .map(|_| ())
+            });
+            match updated {
+                Ok(_) => filled += 1,
+                Err(e) if is_unique_violation(&e) => clashes += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Counts only: pseudonyms never reach the logs.
+        tracing::info!(
+            filled,
+            clashes,
+            "pseudonym skeletons computed for existing enrollments"
+        );
+        Ok(())
+    }
+
     /// Enrolls an existing student in one more class.
     pub async fn enroll(
         &self,
@@ -450,13 +545,15 @@ impl Store {
     ) -> anyhow::Result<Result<(), JoinRefusal>> {
         let inserted: Result<_, sqlx::Error> = on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO enrollments (classroom_id, student_id, pseudonym, pseudonym_key, joined_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO enrollments
+                     (classroom_id, student_id, pseudonym, pseudonym_key, pseudonym_skeleton, joined_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(classroom.0)
             .bind(student.0)
             .bind(pseudonym)
             .bind(pseudonym_key)
+            .bind(pseudonym_skeleton(pseudonym))
             .bind(now)
             .execute(pool)
             .await
@@ -465,7 +562,8 @@ impl Store {
         match inserted {
             Ok(_) => Ok(Ok(())),
             Err(e) if is_unique_violation(&e) => {
-                // Two unique keys: (class, student) and (class, pseudonym). Which one was hit?
+                // Three unique keys: (class, student), (class, pseudonym key), (class, skeleton).
+                // Which kind was hit?
                 if self.is_enrolled(classroom, student).await? {
                     Ok(Err(JoinRefusal::AlreadyEnrolled))
                 } else {
@@ -503,15 +601,49 @@ impl Store {
         })
     }
 
-    pub async fn set_recovery_code_hash(&self, student: UserId, hash: &str) -> anyhow::Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query("UPDATE users SET recovery_code_hash = $1 WHERE id = $2 AND role = 'student'")
-                .bind(hash)
-                .bind(student.0)
-                .execute(pool)
-                .await?;
+    /// Whether the student is in a class that `teacher` does not own (archived ones included).
+    pub async fn in_other_teachers_class(
+        &self,
+        student: UserId,
+        teacher: UserId,
+    ) -> anyhow::Result<bool> {
+        let found = on_pool!(self, pool => {
+            sqlx::query(
+                "SELECT 1 FROM enrollments e JOIN classrooms c ON c.id = e.classroom_id
+                 WHERE e.student_id = $1 AND c.teacher_id <> $2 LIMIT 1",
+            )
+            .bind(student.0)
+            .bind(teacher.0)
+            .fetch_optional(pool)
+            .await?
+            .is_some()
         });
-        Ok(())
+        Ok(found)
+    }
+
+    /// Sets a student's recovery code for `teacher`, only if every class of the student's is
+    /// `teacher`'s (checked in the same statement); `false` if it was not set.
+    pub async fn set_recovery_code_hash(
+        &self,
+        student: UserId,
+        teacher: UserId,
+        hash: &str,
+    ) -> anyhow::Result<bool> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE users SET recovery_code_hash = $1
+                 WHERE id = $2 AND role = 'student'
+                   AND NOT EXISTS (SELECT 1 FROM enrollments e JOIN classrooms c ON c.id = e.classroom_id
+                                   WHERE e.student_id = $2 AND c.teacher_id <> $3)",
+            )
+            .bind(hash)
+            .bind(student.0)
+            .bind(teacher.0)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed == 1)
     }
 
     /// Removes a student from a class; `None` if they were not in it. A student left without any

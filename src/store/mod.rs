@@ -159,6 +159,10 @@ impl Store {
         };
         let store = Store { pool };
         store.migrate().await?;
+        store
+            .backfill_pseudonym_skeletons()
+            .await
+            .context("computing the pseudonym skeletons of existing enrollments")?;
         Ok(store)
     }
 

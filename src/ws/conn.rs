@@ -6,14 +6,24 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use futures_util::Stream;
 
+use super::frame_guard::{GuardedPayload, is_too_big};
 use super::protocol::{Close, ServerMessage};
 use super::{SocketKind, SocketTicket};
+use crate::auth::Sessions;
+use crate::auth::request_token;
+use crate::auth::session::token_hash;
 use crate::config::WsSettings;
 use crate::domain::ids::UserId;
 use crate::metrics::{Limit, Refusals};
 use crate::state::AppState;
+
+/// The request payload's stream type (`actix_http::BoxedPayloadStream`).
+type BoxedPayloadStream = std::pin::Pin<Box<dyn Stream<Item = Result<web::Bytes, PayloadError>>>>;
 
 /// What one read from the socket amounts to.
 pub enum Incoming {
@@ -64,7 +74,13 @@ impl Conn {
     /// Upgrades the request and admits the socket under the per-user limit. Over the limit the
     /// socket is still upgraded — so that the browser sees the close code, a refused upgrade
     /// shows as nothing — then closed with `TooManySockets`, and `None` is returned.
-    pub fn accept(
+    ///
+    /// The incoming bytes go through a `GuardedPayload` before actix-ws sees them, so that a frame
+    /// declared longer than `ws.max_frame_bytes` is refused at its header (see `frame_guard`).
+    ///
+    /// The socket is bound to the request's session: when it ends, the socket closes with
+    /// `SessionEnded`.
+    pub async fn accept(
         req: &HttpRequest,
         body: web::Payload,
         state: &AppState,
@@ -72,7 +88,18 @@ impl Conn {
         kind: SocketKind,
     ) -> actix_web::Result<(HttpResponse, Option<Conn>)> {
         let settings = &state.settings.ws;
-        let ticket = state.ws.admit(user, kind, settings.max_sockets_per_user);
+        // The identity was resolved from this token just before: it is there.
+        let session_hash = request_token(req)
+            .map(|token| token_hash(&token))
+            .unwrap_or_default();
+        let ticket = state
+            .ws
+            .admit(user, session_hash, kind, settings.max_sockets_per_user);
+        let guarded: BoxedPayloadStream = Box::pin(GuardedPayload::new(
+            body.into_inner(),
+            settings.max_frame_bytes,
+        ));
+        let body = web::Payload::from_request(req, &mut Payload::from(guarded)).await?;
         let (response, session, stream) = actix_ws::handle(req, body)?;
         let Some(ticket) = ticket else {
             state.metrics.refusals.count(Limit::WsSockets);
@@ -159,6 +186,15 @@ impl Conn {
             Some(Err(ProtocolError::Io(e))) if e.to_string().contains("maximum continuation") => {
                 return Incoming::End(Some(Close::TooBig));
             }
+            // The frame guard refused a header declaring too much.
+            Some(Err(ProtocolError::Io(e))) if is_too_big(&e) => {
+                return Incoming::End(Some(Close::TooBig));
+            }
+            // A text frame that is not UTF-8, or a frame with reserved bits set: the frame is
+            // bad, the connection is fine — say so with a close frame.
+            Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Incoming::End(Some(Close::BadMessage));
+            }
             Some(Err(ProtocolError::Io(_))) => return Incoming::End(None),
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "socket protocol error");
@@ -167,14 +203,16 @@ impl Conn {
         };
         self.last_seen = Instant::now();
         match message {
-            AggregatedMessage::Pong(_) => Incoming::Nothing,
             AggregatedMessage::Close(_) => Incoming::End(Some(Close::Normal)),
+            // Every other frame counts, pongs too: unsolicited pongs cost the server a wake-up
+            // each, as any message does.
             other => {
                 if !self.bucket.take() {
                     self.refusals.count(Limit::WsMessages);
                     return Incoming::End(Some(Close::RateLimited));
                 }
                 match other {
+                    AggregatedMessage::Pong(_) => Incoming::Nothing,
                     AggregatedMessage::Text(text) => Incoming::Text(text.to_string()),
                     AggregatedMessage::Ping(bytes) => {
                         let pong =
@@ -192,10 +230,18 @@ impl Conn {
         }
     }
 
-    /// On each heartbeat tick: close a silent client, else ping it.
-    pub async fn beat(&mut self) -> Result<(), Close> {
+    /// On each heartbeat tick: close a silent client, close the socket of a session that ended
+    /// without the bus saying so (expired, ended by the command line or by an instance the bus
+    /// does not reach), else ping it.
+    pub async fn beat(&mut self, sessions: &Sessions) -> Result<(), Close> {
         if self.last_seen.elapsed() > self.client_timeout {
             return Err(Close::HeartbeatTimeout);
+        }
+        // Cached like every request's check: the database is asked at most once per
+        // `auth.session_cache_ttl_secs` per session. A failed or slow check keeps the socket.
+        let check = sessions.resolve_hash(self.ticket.session_hash.clone());
+        if let Ok(Ok(None)) = tokio::time::timeout(self.write_timeout, check).await {
+            return Err(Close::SessionEnded);
         }
         match tokio::time::timeout(self.write_timeout, self.session.ping(b"")).await {
             Ok(Ok(())) => Ok(()),

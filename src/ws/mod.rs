@@ -4,6 +4,7 @@
 //! heartbeat. The hot state stays in the actors: this layer only translates.
 
 pub mod conn;
+pub mod frame_guard;
 pub mod protocol;
 pub mod student;
 pub mod teacher;

@@ -37,7 +37,8 @@ pub async fn connect(
         )
         .into());
     }
-    let (response, conn) = Conn::accept(&req, body, &state, identity.user_id, SocketKind::Student)?;
+    let (response, conn) =
+        Conn::accept(&req, body, &state, identity.user_id, SocketKind::Student).await?;
     let Some(conn) = conn else {
         return Ok(response);
     };
@@ -109,6 +110,9 @@ async fn serve(
     }
     loop {
         let step = tokio::select! {
+            // First: once the session has ended, nothing more it sent is handled.
+            biased;
+            () = conn.ticket.session_ended() => Err(Some(Close::SessionEnded)),
             _ = shutdown.changed() => Err(Some(Close::GoingAway)),
             push = pushes.recv() => match push {
                 Some(StudentPush::Answer(answer)) => {
@@ -123,7 +127,7 @@ async fn serve(
                 Incoming::Nothing => Ok(()),
                 Incoming::End(close) => Err(close),
             },
-            _ = heartbeat.tick() => conn.beat().await.map_err(Some),
+            _ = heartbeat.tick() => conn.beat(&state.auth.sessions).await.map_err(Some),
         };
         if let Err(close) = step {
             return close;

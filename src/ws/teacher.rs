@@ -61,7 +61,7 @@ pub async fn connect(
         }
     };
     let (response, conn) =
-        Conn::accept(&req, body, &state, identity.user_id, SocketKind::Dashboard)?;
+        Conn::accept(&req, body, &state, identity.user_id, SocketKind::Dashboard).await?;
     let Some(conn) = conn else {
         return Ok(response);
     };
@@ -179,6 +179,9 @@ impl Dashboard {
         }
         loop {
             let step = tokio::select! {
+                // First: once the session has ended, the class is not shown a moment longer.
+                biased;
+                () = conn.ticket.session_ended() => Err(Some(Close::SessionEnded)),
                 _ = shutdown.changed() => Err(Some(Close::GoingAway)),
                 frame = queue.recv() => match frame {
                     Some(_) if lagging.load(Ordering::Acquire) => {
@@ -195,7 +198,7 @@ impl Dashboard {
                     Incoming::Nothing => Ok(()),
                     Incoming::End(close) => Err(close),
                 },
-                _ = heartbeat.tick() => conn.beat().await.map_err(Some),
+                _ = heartbeat.tick() => conn.beat(&self.state.auth.sessions).await.map_err(Some),
             };
             if let Err(close) = step {
                 return close;

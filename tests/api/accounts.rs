@@ -9,7 +9,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TEST_PASSWORD, TestApp, TestDb, assert_error, unique};
+use crate::helpers::{
+    Backend, OtherInstance, TEST_PASSWORD, TestApp, TestDb, assert_error, unique,
+};
 
 const CHAPTER: &str = "nsi-1-python-bases";
 
@@ -202,11 +204,7 @@ both_backends!(
         let mut settings = db.settings();
         settings.auth.session_cache_ttl_secs = 1;
         let a = TestApp::spawn_with(db, settings.clone()).await;
-        let b_app = nsi_live::startup::Application::build(settings)
-            .await
-            .unwrap();
-        let b_address = format!("http://127.0.0.1:{}", b_app.port());
-        tokio::spawn(b_app.run_until_stopped());
+        let b = OtherInstance::start(settings).await;
 
         let teacher = a.signup_teacher().await;
         let mut api = a.anonymous();
@@ -222,7 +220,7 @@ both_backends!(
             .to_owned();
         api.token = Some(token);
         let mut on_b = a.anonymous();
-        on_b.address = b_address;
+        on_b.address = b.address.clone();
         on_b.token = api.token.clone();
         // A session opened on A works on B (B checks the database, then caches it).
         assert_eq!(on_b.get_json("/api/v1/me", 200).await["id"], teacher.id);
@@ -231,6 +229,7 @@ both_backends!(
         api.get_json("/api/v1/me", 401).await;
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         on_b.get_json("/api/v1/me", 401).await;
+        b.stop().await;
     }
 );
 

@@ -303,3 +303,31 @@ async fn the_harness_itself_tells_pass_from_fail() {
         "{broken:?}"
     );
 }
+
+/// The catalogue reaches the aim of issue 15: at least 150 exercises in at least 18 chapters, and
+/// every chapter opens with a lesson (at least one block of text).
+#[test]
+fn the_catalogue_is_large_enough_for_a_school_year() {
+    let courses = load_dir(&content_dir()).expect("content loads");
+    let chapters: Vec<_> = courses.iter().flat_map(|c| &c.chapters).collect();
+    let exercises: usize = chapters.iter().map(|ch| ch.exercises.len()).sum();
+    assert!(
+        chapters.len() >= 18 && exercises >= 150,
+        "{exercises} exercises in {} chapters: at least 150 in 18 expected",
+        chapters.len()
+    );
+    let without_lesson: Vec<&str> = chapters
+        .iter()
+        .filter(|ch| {
+            !ch.file
+                .blocks
+                .iter()
+                .any(|b| b.kind == nsi_live::domain::catalogue::BlockKind::Text)
+        })
+        .map(|ch| ch.slug.as_str())
+        .collect();
+    assert!(
+        without_lesson.is_empty(),
+        "chapters without a lesson: {without_lesson:?}"
+    );
+}

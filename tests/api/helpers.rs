@@ -648,3 +648,56 @@ impl TestApp {
         self.join(&classroom.join_code, &unique("élève-")).await
     }
 }
+
+/// The value of one series in `/metrics`, e.g. `nsi_writer_queue_depth` or
+/// `nsi_actors_alive{kind="student"}`.
+pub async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} missing in /metrics:\n{text}"))
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+/// A second instance on the same database (as after a restart, or behind a load balancer).
+pub struct OtherInstance {
+    pub address: String,
+    handle: nsi_live::startup::AppHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl OtherInstance {
+    pub async fn start(settings: nsi_live::config::Settings) -> OtherInstance {
+        let app = nsi_live::startup::Application::build(settings)
+            .await
+            .expect("second instance builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        OtherInstance {
+            address,
+            handle,
+            task,
+        }
+    }
+
+    /// Stops it as SIGTERM does, before the test's database goes.
+    pub async fn stop(self) {
+        self.handle.stop().await;
+        self.task.await.unwrap().unwrap();
+    }
+}

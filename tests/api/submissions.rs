@@ -7,12 +7,12 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb, TestUser, assert_error};
+use crate::helpers::{Backend, TestApp, TestDb, TestUser, assert_error, eventually, metric};
 
 /// (id, xp_reward) of every Python exercise, in catalogue order: these tests drive the rules with
 /// chosen scores, which only a Python attempt carries (the browser's word, through the portal's
 /// route). Server-graded types are tested in grading.rs.
-async fn exercises(app: &TestApp) -> Vec<(i64, i64)> {
+pub(crate) async fn exercises(app: &TestApp) -> Vec<(i64, i64)> {
     app.listed_exercises()
         .await
         .into_iter()
@@ -21,13 +21,13 @@ async fn exercises(app: &TestApp) -> Vec<(i64, i64)> {
         .collect()
 }
 
-fn new_attempt_id() -> String {
+pub(crate) fn new_attempt_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 /// A body with a verdict (`passed`, `score`) goes to the portal's route, the only one that takes
 /// the browser's verdict (Python); a body with `answer` to `POST /api/v1/exercises/{id}/attempts`.
-async fn submit(user: &TestUser, exercise: i64, body: Value) -> (u16, Value) {
+pub(crate) async fn submit(user: &TestUser, exercise: i64, body: Value) -> (u16, Value) {
     let path = if body.get("answer").is_none() {
         format!("/exercises/{exercise}/submit/")
     } else {
@@ -38,7 +38,7 @@ async fn submit(user: &TestUser, exercise: i64, body: Value) -> (u16, Value) {
 }
 
 /// A class with one teacher and `n` students.
-async fn class_with_students(
+pub(crate) async fn class_with_students(
     app: &TestApp,
     n: usize,
 ) -> (TestUser, crate::helpers::TestClassroom, Vec<TestUser>) {
@@ -421,7 +421,7 @@ both_backends!(
 
 /// Makes the database refuse the transaction of one student's first pass, after the attempt and
 /// the progress rows were already written in it (the achievement insert fails).
-async fn poison(db: &TestDb, backend: Backend, student: i64) {
+pub(crate) async fn poison(db: &TestDb, backend: Backend, student: i64) {
     match backend {
         Backend::Postgres => {
             db.execute(&format!(
@@ -816,8 +816,11 @@ both_backends!(stopping_commits_every_pending_batch, |backend| async move {
         }))
         .await
     });
-    // Let the requests reach the writer, then stop the app as SIGTERM would.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Once the five are in the writer's hands, stop the app as SIGTERM would.
+    eventually("the five attempts reach the writer", || async {
+        metric(&app, "nsi_writer_items_accepted_total").await == 5.0
+    })
+    .await;
     let db = app.stop().await;
     let results = submitted.await.unwrap();
     let mut acknowledged = 0;
@@ -838,36 +841,12 @@ both_backends!(stopping_commits_every_pending_batch, |backend| async move {
     assert_eq!(acknowledged, 5, "{results:?}");
 });
 
-/// The value of one series in `/metrics`, e.g. `nsi_writer_queue_depth` or
-/// `nsi_actors_alive{kind="student"}`.
-async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{series} missing in /metrics:\n{text}"))
-}
-
-/// Polls `check` every 20 ms for up to 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..500 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("not within 10 s: {what}");
-}
-
 /// PostgreSQL made stuck on demand: another connection holding a lock that the writer's INSERT
 /// into `attempts` waits behind.
-struct AttemptsLock(sqlx::PgConnection);
+pub(crate) struct AttemptsLock(sqlx::PgConnection);
 
 impl AttemptsLock {
-    async fn connect(db: &TestDb) -> AttemptsLock {
+    pub(crate) async fn connect(db: &TestDb) -> AttemptsLock {
         let url = db.url.clone().expect("a PostgreSQL test database");
         AttemptsLock(
             <sqlx::PgConnection as sqlx::Connection>::connect(&url)
@@ -876,14 +855,20 @@ impl AttemptsLock {
         )
     }
 
-    async fn hold(&mut self) {
-        sqlx::raw_sql("BEGIN; LOCK TABLE attempts IN EXCLUSIVE MODE")
+    pub(crate) async fn hold(&mut self) {
+        self.hold_table("attempts", "EXCLUSIVE").await
+    }
+
+    /// Locks another table in `mode` (`ACCESS EXCLUSIVE` stops its readers too).
+    pub(crate) async fn hold_table(&mut self, table: &str, mode: &str) {
+        let sql = format!("BEGIN; LOCK TABLE {table} IN {mode} MODE");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut self.0)
             .await
             .expect("lock");
     }
 
-    async fn release(&mut self) {
+    pub(crate) async fn release(&mut self) {
         sqlx::raw_sql("ROLLBACK")
             .execute(&mut self.0)
             .await
@@ -892,7 +877,7 @@ impl AttemptsLock {
 }
 
 /// Connections of this test's database waiting for a lock (the writer's, behind `AttemptsLock`).
-async fn lock_waiters(db: &TestDb) -> i64 {
+pub(crate) async fn lock_waiters(db: &TestDb) -> i64 {
     db.scalar(
         "SELECT COUNT(*) FROM pg_stat_activity
          WHERE wait_event_type = 'Lock' AND datname = current_database()",

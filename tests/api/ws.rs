@@ -26,8 +26,8 @@ enum Cred<'a> {
     Bearer(&'a str),
 }
 
-struct Ws {
-    stream: WebSocketStream<TcpStream>,
+pub(crate) struct Ws {
+    pub(crate) stream: WebSocketStream<TcpStream>,
 }
 
 fn port(app: &TestApp) -> u16 {
@@ -87,14 +87,14 @@ async fn connect_with(
 }
 
 /// A browser on our own page.
-async fn connect(app: &TestApp, path: &str, token: &str) -> Ws {
+pub(crate) async fn connect(app: &TestApp, path: &str, token: &str) -> Ws {
     connect_with(app, path, Cred::Cookie(token), Some(&app.address), None)
         .await
         .unwrap_or_else(|status| panic!("upgrade to {path} refused: {status}"))
 }
 
 impl Ws {
-    async fn send(&mut self, v: Value) {
+    pub(crate) async fn send(&mut self, v: Value) {
         self.stream
             .send(Message::text(v.to_string()))
             .await
@@ -102,13 +102,13 @@ impl Ws {
     }
 
     /// The next data message (pings and pongs skipped); panics on close or after `WAIT`.
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         self.try_next(WAIT)
             .await
             .unwrap_or_else(|| panic!("no message within {WAIT:?}"))
     }
 
-    async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+    pub(crate) async fn try_next(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.stream.next())
@@ -125,14 +125,14 @@ impl Ws {
     }
 
     /// The next message, asserting its type.
-    async fn expect(&mut self, kind: &str) -> Value {
+    pub(crate) async fn expect(&mut self, kind: &str) -> Value {
         let v = self.next().await;
         assert_eq!(v["type"], kind, "{v}");
         v
     }
 
     /// Skips messages until one satisfies `pred`.
-    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -145,7 +145,7 @@ impl Ws {
     }
 
     /// The next delta of `kind` (other messages skipped).
-    async fn delta(&mut self, kind: &str) -> Value {
+    pub(crate) async fn delta(&mut self, kind: &str) -> Value {
         self.until(kind, |v| v["type"] == "delta" && v["kind"] == kind)
             .await
     }
@@ -158,7 +158,7 @@ impl Ws {
     }
 
     /// Reads until the server closes; answers the close code.
-    async fn close_code(&mut self) -> u16 {
+    pub(crate) async fn close_code(&mut self) -> u16 {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
@@ -178,7 +178,7 @@ static SLUGS: std::sync::Mutex<std::collections::BTreeMap<i64, String>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// The id of the first `n` exercises of the catalogue.
-async fn exercises(app: &TestApp, n: usize) -> Vec<i64> {
+pub(crate) async fn exercises(app: &TestApp, n: usize) -> Vec<i64> {
     let listed = app.listed_exercises().await;
     let mut slugs = SLUGS.lock().unwrap();
     for e in &listed {
@@ -188,7 +188,7 @@ async fn exercises(app: &TestApp, n: usize) -> Vec<i64> {
 }
 
 /// A teacher with a bearer token (also valid as the session cookie).
-async fn teacher(app: &TestApp) -> (TestUser, String) {
+pub(crate) async fn teacher(app: &TestApp) -> (TestUser, String) {
     let mut user = app.signup_teacher().await;
     let body = app
         .anonymous()
@@ -208,7 +208,7 @@ async fn teacher(app: &TestApp) -> (TestUser, String) {
 }
 
 /// A new student of `class`, signed in with a bearer token (also valid as the session cookie).
-async fn student(app: &TestApp, class: &TestClassroom) -> (TestUser, String) {
+pub(crate) async fn student(app: &TestApp, class: &TestClassroom) -> (TestUser, String) {
     let mut user = app.anonymous();
     let body = user
         .post_json(
@@ -224,18 +224,18 @@ async fn student(app: &TestApp, class: &TestClassroom) -> (TestUser, String) {
     (user, token)
 }
 
-async fn new_class(app: &TestApp) -> (TestUser, String, TestClassroom) {
+pub(crate) async fn new_class(app: &TestApp) -> (TestUser, String, TestClassroom) {
     let (teacher, token) = teacher(app).await;
     let class = app.create_classroom(&teacher).await;
     (teacher, token, class)
 }
 
-fn dashboard(class: &TestClassroom) -> String {
+pub(crate) fn dashboard(class: &TestClassroom) -> String {
     format!("/ws/classrooms/{}", class.id)
 }
 
 /// A submit with a right (`passed`) or wrong answer for the exercise (helpers::answer_for).
-fn submit_msg(exercise: i64, passed: bool) -> (String, Value) {
+pub(crate) fn submit_msg(exercise: i64, passed: bool) -> (String, Value) {
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let answer = SLUGS
         .lock()
@@ -268,7 +268,7 @@ async fn http_submit(user: &TestUser, exercise: i64, passed: bool) -> Value {
 }
 
 /// Opens a student socket and reads its welcome and progress.
-async fn student_socket(app: &TestApp, token: &str) -> Ws {
+pub(crate) async fn student_socket(app: &TestApp, token: &str) -> Ws {
     let mut ws = connect(app, "/ws", token).await;
     let welcome = ws.expect("welcome").await;
     assert_eq!(welcome["protocol_version"], 1);
@@ -278,7 +278,11 @@ async fn student_socket(app: &TestApp, token: &str) -> Ws {
 }
 
 /// Opens a dashboard and reads its welcome and first snapshot.
-async fn teacher_socket(app: &TestApp, class: &TestClassroom, token: &str) -> (Ws, Value) {
+pub(crate) async fn teacher_socket(
+    app: &TestApp,
+    class: &TestClassroom,
+    token: &str,
+) -> (Ws, Value) {
     let mut ws = connect(app, &dashboard(class), token).await;
     let welcome = ws.expect("welcome").await;
     assert_eq!(welcome["role"], "teacher");
@@ -907,6 +911,8 @@ async fn a_dashboard_that_never_reads_does_not_delay_another() {
     settings.ws.message_burst = 1_000_000;
     // The stalled client answers no ping: keep it connected however long filling takes.
     settings.ws.client_timeout_secs = 3600;
+    // Every presence change is an event here (no merging), so that they pile up.
+    settings.ws.presence_interval_ms = 0;
     let app = TestApp::spawn_with(db, settings).await;
     let (_teacher, teacher_token, class) = new_class(&app).await;
     let (_student, student_token) = student(&app, &class).await;

@@ -157,10 +157,10 @@ describe("nsi-live in Chromium", () => {
     bench.submit_to_dashboard_ms = greenAt - submittedAt;
     assert.match(await cell.textContent(), /✓ 100/);
     assert.equal(await tpage.evaluate(() => window.__noReload), true, "the dashboard was not reloaded");
+    await page.screenshot({ path: path.join(outputDir, "exercise.png"), fullPage: true });
     // The code is kept locally.
     await page.reload();
     await page.locator(".cm-content", { hasText: "return -x" }).waitFor();
-    await page.screenshot({ path: path.join(outputDir, "exercise.png"), fullPage: true });
     assert.deepEqual(page.problems, [], "no console errors or CSP violations");
   });
 
@@ -270,18 +270,26 @@ describe("nsi-live in Chromium", () => {
     await s.page.getByLabel("Code de récupération").fill(ada.recovery);
     await s.page.getByRole("button", { name: "Se reconnecter" }).click();
     await s.page.getByRole("heading", { name: "Cours", exact: true }).waitFor();
-    const cdp = await s.context.newCDPSession(s.page);
-    await cdp.send("Network.enable");
+    // Bytes on the wire (headers and encoded bodies) of every request the page and its Web
+    // Worker finish; a response served from the browser's cache transfers nothing.
     let bytes = 0;
-    cdp.on("Network.loadingFinished", (e) => (bytes += e.encodedDataLength));
-    // Workers' requests are not seen by the page's session: count them from resource timing.
+    let requests = 0;
+    s.context.on("requestfinished", async (req) => {
+      requests += 1;
+      const resp = await req.response();
+      const sizes = await req.sizes().catch(() => null);
+      if (sizes) bytes += sizes.responseHeadersSize + sizes.responseBodySize;
+    });
     const measure = async (label) => {
       bytes = 0;
+      requests = 0;
       const t0 = Date.now();
       await openPython(s.page, exercises["nsi1-valeur-absolue"]);
       const ready = Date.now() - t0;
       await s.page.waitForTimeout(300);
       bench[`${label}_page_bytes`] = bytes;
+      bench[`${label}_requests`] = requests;
+      requests = 0;
       bench[`${label}_python_ready_ms`] = ready;
     };
     await measure("cold");

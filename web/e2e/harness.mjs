@@ -104,9 +104,19 @@ export async function newPage(browser, base, options = {}) {
     page.dialogs.push(`${d.type()}: ${d.message()}`);
     await d.dismiss();
   });
+  // Chromium logs every 4xx/5xx response as a console error without its address: failed
+  // responses are checked here instead, by address. The only expected one is the app asking
+  // who is signed in (GET /api/v1/me) on a page opened before signing in.
+  page.on("response", (r) => {
+    if (r.status() >= 400 && !(r.status() === 401 && new URL(r.url()).pathname === "/api/v1/me")) {
+      page.problems.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+    }
+  });
   page.on("console", (m) => {
-    if (m.type() === "error" && !/ERR_INTERNET_DISCONNECTED|ERR_NAME_NOT_RESOLVED|WebSocket connection|net::ERR/.test(m.text())) {
-      page.problems.push(m.text());
+    const text = m.text();
+    if (m.type() !== "error" || /^Failed to load resource: the server responded with a status of/.test(text)) return;
+    if (!/ERR_INTERNET_DISCONNECTED|ERR_NAME_NOT_RESOLVED|WebSocket connection|net::ERR/.test(text)) {
+      page.problems.push(text);
     }
   });
   page.on("pageerror", (e) => page.problems.push(String(e)));

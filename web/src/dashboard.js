@@ -5,8 +5,12 @@ import { backoff, clear, formatDateTime, h } from "./dom.js";
 
 const FEED_MAX = 50;
 
+// 4010: the teacher's session ended (logout elsewhere, a password change): sign in again.
+const SESSION_ENDED = 4010;
+
 export class Dashboard {
-  constructor(box, classId, assignments) {
+  constructor(box, classId, assignments, { onSessionEnded = () => {} } = {}) {
+    this.onSessionEnded = onSessionEnded;
     this.box = box;
     this.classId = classId;
     this.assignments = assignments;
@@ -29,7 +33,7 @@ export class Dashboard {
       this.banner,
       h("p", { class: "legend" },
         h("span", { class: "cell-none" }, "· pas commencé"), " ",
-        h("span", { class: "cell-running" }, "⏳ tests en cours"), " ",
+        h("span", { class: "cell-running" }, "… tests en cours"), " ",
         h("span", { class: "cell-fail" }, "✗ n échecs"), " ",
         h("span", { class: "cell-pass" }, "✓ réussi (score)"), " ",
         h("span", { class: "stuck" }, "bloqué")),
@@ -79,9 +83,15 @@ export class Dashboard {
         console.error(e);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (this.ws !== ws || this.closed) return;
       this.ws = null;
+      if (ev.code === SESSION_ENDED) {
+        // Not a reconnect loop: the session is gone, the page decides where to go.
+        this.closed = true;
+        this.onSessionEnded();
+        return;
+      }
       this.banner.hidden = false;
       setTimeout(() => this.connect(), backoff(this.attempt++));
     };
@@ -247,7 +257,7 @@ export class Dashboard {
     let text = "·";
     if (running) {
       state = "running";
-      text = "⏳";
+      text = "…";
     } else if (c?.passed) {
       state = "pass";
       text = `✓ ${c.best_score}`;

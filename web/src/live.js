@@ -5,9 +5,14 @@ import * as outbox from "./outbox.js";
 
 const RETRYABLE = new Set(["rate_limited", "unavailable", "internal"]);
 
+// 4010: the session this socket was opened with has ended (logout elsewhere, a new recovery
+// code, the account closed): reconnecting would be refused, the student must sign in again.
+export const SESSION_ENDED = 4010;
+
 export class StudentSocket {
-  constructor(userId) {
+  constructor(userId, { onSessionEnded = () => {} } = {}) {
     this.userId = userId;
+    this.onSessionEnded = onSessionEnded;
     this.ws = null;
     this.attempt = 0;
     this.listeners = new Set();
@@ -64,6 +69,11 @@ export class StudentSocket {
       // doing that would be resent forever: after three such closes it is dropped and said.
       if (ev.code === 4000 || ev.code === 4001) this.poisoned(ws.sent);
       this.emit({ type: "_status", status: "closed" });
+      if (ev.code === SESSION_ENDED && !this.closed) {
+        this.closed = true;
+        this.onSessionEnded();
+        return;
+      }
       if (this.closed || ev.code === 4009) {
         if (ev.code === 4009) toast("Trop d'onglets ouverts : fermez-en un puis rechargez.", "error");
         return;

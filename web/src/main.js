@@ -1,6 +1,6 @@
 // The app's router: one page shell for every route; the path picks the view.
 import { api, ApiError } from "./api.js";
-import { clear, h } from "./dom.js";
+import { clear, h, toast } from "./dom.js";
 import { StudentSocket } from "./live.js";
 import * as student from "./student.js";
 import { exercisePage } from "./exercise.js";
@@ -33,12 +33,37 @@ export async function refreshMe() {
   return ctx.me;
 }
 
+let loggingOut = false;
 export async function logout() {
-  await api("POST", "/auth/logout").catch(() => {});
+  // The server closes this session's sockets with 4010: not news to us, close them first.
+  loggingOut = true;
   ctx.socket?.close();
   ctx.socket = null;
+  await api("POST", "/auth/logout").catch(() => {});
   ctx.me = null;
   go("/");
+  loggingOut = false;
+}
+
+/// A socket was closed with 4010: the session it was opened with has ended. If this browser holds
+/// a new session (a password change made here), the page reopens with it; otherwise the user is
+/// sent to sign in again — never a reconnect loop (a second 4010 within a minute signs out).
+let lastSessionEnd = 0;
+export async function sessionEnded() {
+  if (loggingOut) return;
+  const role = ctx.me?.role;
+  ctx.socket?.close();
+  ctx.socket = null;
+  const again = Date.now() - lastSessionEnd < 60_000;
+  lastSessionEnd = Date.now();
+  const me = again ? null : await refreshMe().catch(() => null);
+  if (me) {
+    route();
+    return;
+  }
+  ctx.me = null;
+  toast("Votre session est terminée : reconnectez-vous.", "error");
+  go(role === "student" ? "/recover/" : "/teacher/login/");
 }
 
 function header() {
@@ -109,7 +134,7 @@ function studentSocket() {
   }
   if (ctx.socket && ctx.socket.userId === ctx.me.id) return ctx.socket;
   ctx.socket?.close();
-  const s = new StudentSocket(ctx.me.id);
+  const s = new StudentSocket(ctx.me.id, { onSessionEnded: sessionEnded });
   s.on((msg) => {
     if (msg.type === "progress") chrome.xp = { xp: msg.xp, level: msg.level };
     else if (msg.type === "result" && msg.total_xp !== undefined) chrome.xp = { xp: msg.total_xp, level: msg.level };

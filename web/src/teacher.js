@@ -2,7 +2,7 @@
 // CSV export) and a student's attempts.
 import { api, get } from "./api.js";
 import { clear, formatDate, formatDateTime, h } from "./dom.js";
-import { go, onLeave, refreshMe } from "./main.js";
+import { go, onLeave, refreshMe, sessionEnded } from "./main.js";
 import { field } from "./student.js";
 import { Dashboard } from "./dashboard.js";
 
@@ -99,7 +99,7 @@ export async function classPage(ctx, id) {
     dashBox, assignBox, rosterBox,
   );
   const assignments = await get(`/classrooms/${id}/assignments`);
-  const dash = new Dashboard(dashBox, id, assignments);
+  const dash = new Dashboard(dashBox, id, assignments, { onSessionEnded: sessionEnded });
   onLeave(() => dash.close());
   await Promise.all([roster(rosterBox, id), assignmentsEditor(assignBox, id, assignments, () => dash.setAssignments())]);
   dash.start();
