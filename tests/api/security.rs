@@ -133,6 +133,40 @@ both_backends!(nul_characters_are_refused_with_400, |backend| async move {
     }
 });
 
+// The socket's `submit` goes through the same validation as HTTP (the JSON extractor does not see
+// it): NUL in the answer is an `error` with `invalid_text`, nothing is stored, the socket stays.
+both_backends!(a_socket_submit_with_nul_is_refused, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let (_teacher, _, class) = crate::ws::new_class(&app).await;
+    let (_student, token) = crate::ws::student(&app, &class).await;
+    let exercise = app
+        .listed_exercises()
+        .await
+        .into_iter()
+        .find(|e| e.kind == "python")
+        .expect("a Python exercise");
+    let before = counts(&app).await;
+    let mut ws = crate::ws::student_socket(&app, &token).await;
+    let attempt_id = uuid::Uuid::new_v4().to_string();
+    let mut answer = crate::helpers::answer_for(&exercise.slug, true);
+    answer["code"] = json!("print('a\u{0}b')");
+    ws.send(json!({
+        "type": "submit", "attempt_id": attempt_id, "exercise_id": exercise.id,
+        "answer": answer, "duration_ms": 1200,
+    }))
+    .await;
+    let error = ws.expect("error").await;
+    assert_eq!(error["code"], "invalid_text", "{error}");
+    assert_eq!(error["attempt_id"], attempt_id.as_str());
+    assert_eq!(counts(&app).await, before, "nothing stored");
+    ws.send(json!({"type": "get_progress"})).await;
+    assert_eq!(
+        ws.expect("progress").await["xp"],
+        0,
+        "the socket stays open"
+    );
+});
+
 both_backends!(
     only_a_teacher_with_the_student_in_all_their_classes_resets_their_code,
     |backend| async move {
