@@ -21,7 +21,7 @@ use crate::error::{AppError, Result};
 use crate::http::json::Json;
 use crate::http::views;
 use crate::state::AppState;
-use crate::store::classrooms::JoinRefusal;
+use crate::store::enrollments::JoinRefusal;
 use crate::store::users::{NewAccount, UserRecord};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

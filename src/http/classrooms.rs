@@ -14,7 +14,8 @@ use crate::error::{AppError, Result};
 use crate::http::json::Json;
 use crate::http::views;
 use crate::state::AppState;
-use crate::store::classrooms::{AssignmentRecord, Classroom};
+use crate::store::assignments::AssignmentRecord;
+use crate::store::classrooms::Classroom;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(create_classroom)

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::domain::catalogue::Catalogue;
 use crate::domain::ids::ClassroomId;
-use crate::store::classrooms::{AssignmentRecord, Classroom, RosterEntry, StudentClass};
+use crate::store::assignments::AssignmentRecord;
+use crate::store::classrooms::{Classroom, RosterEntry};
+use crate::store::enrollments::StudentClass;
 use crate::store::users::UserRecord;
 
 pub fn user(u: &UserRecord) -> Value {

@@ -5,9 +5,12 @@
 //! N-th argument), times are BIGINT milliseconds, ids BIGINT. Where the dialects really differ
 //! (bulk inserts), a statement is written once per backend, side by side.
 
+pub mod assignments;
+mod batch;
 pub mod catalogue;
 pub mod classrooms;
 pub mod data_care;
+pub mod enrollments;
 pub mod grading;
 pub mod history;
 pub mod progress;
