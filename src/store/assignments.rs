@@ -24,6 +24,11 @@ macro_rules! assignment_from_row {
     };
 }
 
+const ASSIGNMENT_SELECT: &str = "SELECT a.classroom_id, ch.slug, a.due_at, a.assigned_at \
+     FROM chapter_assignments a JOIN chapters ch ON ch.id = a.chapter_id";
+/// Soonest due first, undated ones last.
+const ASSIGNMENT_ORDER: &str = "ORDER BY a.due_at IS NULL, a.due_at, a.assigned_at, ch.slug";
+
 impl Store {
     /// A class's assigned chapters: soonest due first, undated ones last.
     pub async fn assignments(
@@ -31,20 +36,13 @@ impl Store {
         classroom: ClassroomId,
     ) -> anyhow::Result<Vec<AssignmentRecord>> {
         on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT a.classroom_id, ch.slug, a.due_at, a.assigned_at
-                 FROM chapter_assignments a JOIN chapters ch ON ch.id = a.chapter_id
-                 WHERE a.classroom_id = $1
-                 ORDER BY a.due_at IS NULL, a.due_at, a.assigned_at, ch.slug",
-            )
-            .bind(classroom.0)
-            .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(assignment_from_row!(r));
-            }
-            Ok(out)
+            // Built from constants only; the values are bound.
+            let sql = format!("{ASSIGNMENT_SELECT} WHERE a.classroom_id = $1 {ASSIGNMENT_ORDER}");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(classroom.0).fetch_all(pool).await?;
+            let out: Result<Vec<_>, sqlx::Error> =
+                rows.iter().map(|r| Ok(assignment_from_row!(r))).collect();
+            Ok(out?)
         })
     }
 
@@ -54,20 +52,15 @@ impl Store {
         student: UserId,
     ) -> anyhow::Result<Vec<AssignmentRecord>> {
         on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT a.classroom_id, ch.slug, a.due_at, a.assigned_at
-                 FROM chapter_assignments a JOIN chapters ch ON ch.id = a.chapter_id
-                 WHERE a.classroom_id IN (SELECT classroom_id FROM enrollments WHERE student_id = $1)
-                 ORDER BY a.due_at IS NULL, a.due_at, a.assigned_at, ch.slug",
-            )
-            .bind(student.0)
-            .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                out.push(assignment_from_row!(r));
-            }
-            Ok(out)
+            let sql = format!(
+                "{ASSIGNMENT_SELECT} WHERE a.classroom_id IN \
+                 (SELECT classroom_id FROM enrollments WHERE student_id = $1) {ASSIGNMENT_ORDER}"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(student.0).fetch_all(pool).await?;
+            let out: Result<Vec<_>, sqlx::Error> =
+                rows.iter().map(|r| Ok(assignment_from_row!(r))).collect();
+            Ok(out?)
         })
     }
 
