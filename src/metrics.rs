@@ -227,12 +227,7 @@ fn gauges(
     label: &'static str,
     series: &[(&'static str, f64)],
 ) -> Fmt {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (value, level) in series {
-        let labels = [(label, *value)];
-        ConstGauge::new(*level).encode(metric.encode_family(&labels)?)?;
-    }
-    Ok(())
+    labelled(encoder, name, help, label, series, MetricType::Gauge)
 }
 
 /// One counter with a label `label` taking each value of `series`.
@@ -243,10 +238,25 @@ fn counters(
     label: &'static str,
     series: &[(&'static str, f64)],
 ) -> Fmt {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (value, total) in series {
+    labelled(encoder, name, help, label, series, MetricType::Counter)
+}
+
+fn labelled(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    series: &[(&'static str, f64)],
+    kind: MetricType,
+) -> Fmt {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (value, number) in series {
         let labels = [(label, *value)];
-        ConstCounter::new(*total).encode(metric.encode_family(&labels)?)?;
+        let family = metric.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(*number).encode(family)?,
+            _ => ConstGauge::new(*number).encode(family)?,
+        }
     }
     Ok(())
 }
