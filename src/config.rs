@@ -77,6 +77,17 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// `redis://…`; empty means the in-process bus. Secret: it may hold a password.
     pub url: SecretString,
+    /// Every key and channel this deployment uses starts with `{key_prefix}:` (several
+    /// deployments, or parallel tests, can share one Redis).
+    pub key_prefix: String,
+    /// Connections in the command pool (publishes, scripts, leases); subscriptions use one
+    /// dedicated connection per instance on top.
+    pub pool_size: usize,
+    /// How long opening a Redis connection may take.
+    pub connect_timeout_ms: u64,
+    /// How long one command (or pipeline) may take, waiting for a pooled connection included;
+    /// past it the command fails and the caller degrades (docs/architecture.md).
+    pub command_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -408,6 +419,25 @@ impl Settings {
                 bail!(
                     "configuration key `redis.url` (REDIS_URL): must start with redis:// or rediss://"
                 );
+            }
+            let prefix = &self.redis.key_prefix;
+            if prefix.is_empty()
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                bail!(
+                    "configuration key `redis.key_prefix`: must be non-empty letters, digits, '-', '_' or '.'"
+                );
+            }
+            for (key, value) in [
+                ("redis.pool_size", self.redis.pool_size as u64),
+                ("redis.connect_timeout_ms", self.redis.connect_timeout_ms),
+                ("redis.command_timeout_ms", self.redis.command_timeout_ms),
+            ] {
+                if value == 0 {
+                    bail!("configuration key `{key}`: must be at least 1");
+                }
             }
         }
         for (key, value) in [

@@ -5,6 +5,7 @@ pub mod actors;
 pub mod auth;
 pub mod bus;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod content;
 pub mod domain;

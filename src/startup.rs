@@ -41,11 +41,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        if settings.redis.is_configured() {
-            // Accepted now so that deployments can set it ahead of the multi-instance bus.
-            tracing::warn!(
-                "REDIS_URL is set but not used yet: this version runs one instance with an \
-                 in-process event bus and in-process throttles"
+        // The link to the other instances; nothing is opened yet, so Redis may be away.
+        let cluster = crate::cluster::Cluster::connect(&settings.redis)?;
+        if let Some(cluster) = &cluster {
+            tracing::info!(
+                instance = cluster.instance_id(),
+                prefix = cluster.prefix(),
+                "REDIS_URL is set: this instance joins the others through Redis"
             );
         }
         // The hashing slots' memory, allocated once for the process (src/auth/password.rs).
@@ -110,6 +112,7 @@ impl Application {
             auth: Arc::new(auth),
             grader,
             metrics: Arc::new(metrics),
+            cluster,
             settings,
             store,
             catalogue,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::actors::registry::Registry;
 use crate::auth::Auth;
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::domain::catalogue::Catalogue;
 use crate::metrics::Metrics;
@@ -27,4 +28,6 @@ pub struct AppState {
     pub grader: crate::grading::Grader,
     /// This app's metrics registry (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// The link to the other instances (Redis), when `redis.url` is set.
+    pub cluster: Option<Arc<Cluster>>,
 }

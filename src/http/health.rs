@@ -1,4 +1,6 @@
-//! `/healthz`: the process answers. `/readyz`: it can reach its database (and Redis, once used).
+//! `/healthz`: the process answers. `/readyz`: it can reach its database (503 otherwise), and,
+//! when `REDIS_URL` is set, Redis: without Redis the instance still serves its own clients, so it
+//! stays ready (200) and says `"status": "degraded"`.
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
@@ -19,7 +21,7 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     match ping {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok" }))),
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(with_redis(&state).await)),
         Ok(Err(e)) => {
             tracing::warn!(error = format!("{e:#}"), "readiness: database unreachable");
             Err(not_ready())
@@ -35,5 +37,19 @@ fn not_ready() -> AppError {
     AppError::Unavailable {
         message: "Base de données injoignable.".into(),
         retry_after_secs: 5,
+    }
+}
+
+/// The ready answer, with Redis's state when a cluster is configured.
+async fn with_redis(state: &AppState) -> serde_json::Value {
+    let Some(cluster) = &state.cluster else {
+        return json!({ "status": "ready", "database": "ok" });
+    };
+    match cluster.ping().await {
+        Ok(()) => json!({ "status": "ready", "database": "ok", "redis": "ok" }),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: Redis unreachable, serving this instance's clients only");
+            json!({ "status": "degraded", "database": "ok", "redis": "unreachable" })
+        }
     }
 }

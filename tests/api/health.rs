@@ -45,3 +45,36 @@ async fn readyz_reports_a_lost_database() {
     assert_error(&body, "unavailable");
     app.get_json("/healthz", 200).await;
 }
+
+/// The Redis URL the multi-instance tests use (`TEST_REDIS_URL`, default the local Redis).
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+both_backends!(readyz_reports_redis, |backend| async move {
+    let db = crate::helpers::TestDb::new(backend).await;
+    let mut settings = db.settings();
+    settings.redis.url = secrecy::SecretString::from(test_redis_url());
+    settings.redis.key_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(db, settings).await;
+    let body = app.get_json("/readyz", 200).await;
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["redis"], "ok", "{body}");
+});
+
+both_backends!(
+    readyz_is_degraded_not_down_without_redis,
+    |backend| async move {
+        let db = crate::helpers::TestDb::new(backend).await;
+        let mut settings = db.settings();
+        // Nothing listens on port 1: the instance serves its own clients and says it is degraded.
+        settings.redis.url = secrecy::SecretString::from("redis://127.0.0.1:1".to_owned());
+        settings.redis.command_timeout_ms = 300;
+        let app = TestApp::spawn_with(db, settings).await;
+        let body = app.get_json("/readyz", 200).await;
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["redis"], "unreachable", "{body}");
+        assert_eq!(body["database"], "ok", "{body}");
+        app.get_json("/api/v1/courses", 200).await;
+    }
+);
