@@ -31,6 +31,7 @@ pub struct Settings {
     pub ws: WsSettings,
     pub grading: GradingSettings,
     pub metrics: MetricsSettings,
+    pub sentry: SentrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +89,18 @@ pub struct RedisSettings {
     /// How long one command (or pipeline) may take, waiting for a pooled connection included;
     /// past it the command fails and the caller degrades (docs/architecture.md).
     pub command_timeout_ms: u64,
+}
+
+/// Error reporting (src/telemetry/sentry.rs): off while `dsn` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentrySettings {
+    /// The project's DSN (SENTRY_DSN). Secret: it holds the project's key.
+    pub dsn: SecretString,
+    /// Shown in Sentry to tell deployments apart (SENTRY_ENVIRONMENT).
+    pub environment: String,
+    /// Share of error events sent, 0.0 to 1.0.
+    pub sample_rate: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +381,15 @@ impl Settings {
         if let Some(url) = env.var("REDIS_URL").filter(|u| !u.trim().is_empty()) {
             builder = builder.set_override("redis.url", url)?;
         }
+        if let Some(dsn) = env.var("SENTRY_DSN").filter(|d| !d.trim().is_empty()) {
+            builder = builder.set_override("sentry.dsn", dsn)?;
+        }
+        if let Some(name) = env
+            .var("SENTRY_ENVIRONMENT")
+            .filter(|n| !n.trim().is_empty())
+        {
+            builder = builder.set_override("sentry.environment", name)?;
+        }
         let config = builder.build().context("reading the configuration")?;
         // serde_path_to_error names the key (`database.max_connections`) in every error.
         let mut settings: Settings = serde_path_to_error::deserialize(config).map_err(|e| {
@@ -439,6 +461,9 @@ impl Settings {
                     bail!("configuration key `{key}`: must be at least 1");
                 }
             }
+        }
+        if !(0.0..=1.0).contains(&self.sentry.sample_rate) {
+            bail!("configuration key `sentry.sample_rate`: must be between 0.0 and 1.0");
         }
         for (key, value) in [
             (

@@ -13,7 +13,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    telemetry::init(&settings.log);
+    // Held for the process's life: dropping it flushes the events not sent yet.
+    let _reporting = telemetry::sentry::init(&settings.sentry)?;
+    telemetry::init_with(&settings.log, _reporting.is_some());
     let app = Application::build(settings).await.inspect_err(|e| {
         tracing::error!(error = format!("{e:#}"), "start-up failed");
     })?;

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::WriterSettings;
 use crate::store::Store;
+use crate::store::progress::BatchReport;
 use crate::store::progress::{ItemResult, WriteItem};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +69,8 @@ pub struct WriterMetrics {
     pub batch_size: Histogram,
     /// Time to write and commit one batch.
     pub flush_seconds: Histogram,
+    /// Time a batch waited for its pooled connection (and BEGIN).
+    pub acquire_seconds: Histogram,
 }
 
 impl Default for WriterMetrics {
@@ -83,6 +86,7 @@ impl Default for WriterMetrics {
             largest_batch: Gauge::default(),
             batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
             flush_seconds: Histogram::new(FLUSH_SECONDS_BUCKETS),
+            acquire_seconds: Histogram::new(FLUSH_SECONDS_BUCKETS),
         }
     }
 }
@@ -141,12 +145,18 @@ impl WriterMetrics {
             "Time to write and commit one batch.",
             self.flush_seconds.clone(),
         );
+        registry.register(
+            "nsi_db_acquire_seconds",
+            "Time the writer's batches waited for a pooled database connection (BEGIN included).",
+            self.acquire_seconds.clone(),
+        );
     }
 
-    fn record_commit(&self, items: usize, rows: u64, elapsed: Duration) {
+    fn record_commit(&self, items: usize, report: &BatchReport, elapsed: Duration) {
         self.commits.inc();
         self.items_written.inc_by(items as u64);
-        self.rows_written.inc_by(rows);
+        self.rows_written.inc_by(report.rows);
+        self.acquire_seconds.observe(report.acquire.as_secs_f64());
         self.largest_batch
             .inner()
             .fetch_max(items as i64, Ordering::Relaxed);
@@ -381,7 +391,7 @@ impl Worker {
             match written {
                 Ok((results, report)) => {
                     self.metrics
-                        .record_commit(items.len(), report.rows, started.elapsed());
+                        .record_commit(items.len(), &report, started.elapsed());
                     for (reply, result) in replies.into_iter().zip(results) {
                         if matches!(result, ItemResult::Duplicate { .. }) {
                             self.metrics.duplicates.inc();

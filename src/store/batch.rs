@@ -124,7 +124,9 @@ impl Store {
 
         let (inserted, duplicates) = match &self.pool {
             Pool::Postgres(pool) => {
+                let acquiring = std::time::Instant::now();
                 let mut tx = pool.begin().await?;
+                report.acquire = acquiring.elapsed();
                 let inserted = pg::insert_attempts(&mut tx, &attempts).await?;
                 let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
                 let effective = first.effective_items(items, &inserted);
@@ -136,7 +138,9 @@ impl Store {
                 (inserted, duplicates)
             }
             Pool::Sqlite(pool) => {
+                let acquiring = std::time::Instant::now();
                 let mut tx = pool.begin().await?;
+                report.acquire = acquiring.elapsed();
                 let inserted = sqlite::insert_attempts(&mut tx, &attempts).await?;
                 let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
                 let effective = first.effective_items(items, &inserted);

@@ -81,6 +81,9 @@ pub enum ItemResult {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BatchReport {
     pub rows: u64,
+    /// Time to get a pooled connection and open the transaction (the pool's wait shows here:
+    /// sqlx exposes no count of waiters).
+    pub acquire: std::time::Duration,
 }
 
 /// A `progress` row's columns (both backends).

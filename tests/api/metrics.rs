@@ -232,6 +232,9 @@ both_backends!(
         assert_eq!(sizes[0], (1.0, commits), "one item per batch: {sizes:?}");
         let flushes = histogram(&s, "nsi_writer_flush_seconds", &[]);
         assert_eq!(flushes.last().unwrap().1, commits);
+        // Every committed batch waited some time for its connection, never longer than it took.
+        let acquires = histogram(&s, "nsi_db_acquire_seconds", &[]);
+        assert_eq!(acquires.last().unwrap().1, commits);
         let published = value(&s, "nsi_bus_published_total", &[]);
         assert!(published >= 1.0, "the attempt's class event");
         assert_eq!(value(&s, "nsi_bus_received_total", &[]), published);

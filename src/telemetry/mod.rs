@@ -1,5 +1,8 @@
 //! Logging: readable lines locally, JSON lines in production, one span per request carrying a
-//! request id (tracing-actix-web). `RUST_LOG` overrides the configured filter.
+//! request id (tracing-actix-web). `RUST_LOG` overrides the configured filter. With a Sentry DSN,
+//! errors and panics are reported too (`sentry.rs`).
+
+pub mod sentry;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -7,10 +10,26 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. Safe to call more than once (tests): later calls do nothing.
 pub fn init(settings: &LogSettings) {
+    init_with(settings, false);
+}
+
+/// `init`, with Sentry's layer when error reporting is on (`sentry::init` returned a guard):
+/// `error!` events become Sentry events, lower levels its breadcrumbs.
+pub fn init_with(settings: &LogSettings, report_errors: bool) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    // Errors become Sentry events; info and warnings the breadcrumbs before them.
+    let sentry_layers = report_errors.then(|| {
+        use ::sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
+        use tracing_subscriber::filter::LevelFilter;
+        ErrorLayer::new()
+            .with_filter(LevelFilter::ERROR)
+            .and_then(BreadcrumbLayer::new().with_filter(LevelFilter::INFO))
+    });
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(sentry_layers);
     let result = match settings.format {
         LogFormat::Json => registry
             .with(
