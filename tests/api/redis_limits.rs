@@ -102,6 +102,59 @@ both_backends!(
     }
 );
 
+both_backends!(
+    the_hundred_and_first_of_an_hour_is_refused_when_all_arrive_at_once_on_two_instances,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let settings = with_redis(&db);
+        assert_eq!(settings.submissions.rate_limit_per_hour, 100, "the default");
+        let a = TestApp::spawn_with(db, settings.clone()).await;
+        let b = OtherInstance::start(settings).await;
+        let (_teacher, _class, students) = class_with_students(&a, 1).await;
+        let here = &students[0];
+        let there = on(here, &b.address);
+        let all = exercises(&a).await;
+        // 110 new attempts at once, 55 on each instance: exactly 100 are stored.
+        let sent = (0..110).map(|i| {
+            let user = if i % 2 == 0 { here } else { &there };
+            submit(user, all[i % all.len()].0, attempt())
+        });
+        let statuses: Vec<u16> = futures_util::future::join_all(sent)
+            .await
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect();
+        let count = |wanted: u16| statuses.iter().filter(|s| **s == wanted).count();
+        assert_eq!((count(200), count(429)), (100, 10), "{statuses:?}");
+        assert_eq!(attempts_stored(&a, here).await, 100);
+        b.stop().await;
+    }
+);
+
+both_backends!(
+    hint_reveals_are_counted_on_every_instance,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let mut settings = with_redis(&db);
+        settings.submissions.hint_reveals_per_minute = 3;
+        let a = TestApp::spawn_with(db, settings.clone()).await;
+        let b = OtherInstance::start(settings).await;
+        let hint = crate::limits::a_hint(&a).await;
+        let (_teacher, _class, students) = class_with_students(&a, 1).await;
+        let here = &students[0];
+        let there = on(here, &b.address);
+        let path = format!("/api/v1/hints/{hint}/reveal");
+        here.post_json(&path, &json!({}), 200).await;
+        there.post_json(&path, &json!({}), 200).await;
+        here.post_json(&path, &json!({}), 200).await;
+        // The fourth within the minute, on either: each instance alone saw one or two.
+        let refused = there.post_json(&path, &json!({}), 429).await;
+        assert_error(&refused, "rate_limited");
+        here.post_json(&path, &json!({}), 429).await;
+        b.stop().await;
+    }
+);
+
 /// Signs in to `address` as `user` with `password`; the status.
 async fn sign_in(user: &TestUser, address: &str, password: &str) -> u16 {
     let browser = on(&user_anonymous(user), address);
