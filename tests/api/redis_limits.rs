@@ -416,3 +416,133 @@ both_backends!(
         }
     }
 );
+
+/// A Redis server of this test's own (to pause, kill and restart), on a free port.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (empty: nothing is saved) and waits until it answers.
+    async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server) is installed");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).expect("URL");
+        for _ in 0..100 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the private redis-server did not start");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn command(&self, args: &[&str]) {
+        let client = redis::Client::open(self.url()).expect("URL");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("private Redis");
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        let _: redis::Value = cmd.query_async(&mut conn).await.expect("command");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+both_backends!(
+    a_slow_dead_or_restarted_redis_never_blocks_nor_resets_the_hour,
+    |backend| async move {
+        let mut redis = PrivateRedis::start().await;
+        let db = TestDb::new(backend).await;
+        let mut settings = with_redis(&db);
+        settings.redis.url = secrecy::SecretString::from(redis.url());
+        settings.redis.command_timeout_ms = 300;
+        settings.submissions.rate_limit_per_hour = 4;
+        let app = TestApp::spawn_with(db, settings).await;
+        let (_teacher, _class, students) = class_with_students(&app, 1).await;
+        let student = &students[0];
+        let all = exercises(&app).await;
+        for (exercise, _) in &all[..2] {
+            let (status, answer) = submit(student, *exercise, attempt()).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+        let fallbacks = "nsi_limit_fallbacks_total{limit=\"submissions\"}";
+        let counted_before = app.get("/metrics").await.text().await.unwrap();
+        assert!(!counted_before.contains(fallbacks), "no fallback yet");
+
+        // Redis stops answering for 5 s: the submission is decided here, without waiting for it.
+        redis.command(&["CLIENT", "PAUSE", "5000"]).await;
+        let asked = std::time::Instant::now();
+        let (status, answer) = submit(student, all[2].0, attempt()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(4),
+            "answered before Redis came back"
+        );
+        assert!(metric(&app, fallbacks).await >= 1.0);
+
+        // Redis dies: this instance's own window still counts (4 of 4 now).
+        redis.kill();
+        let (status, answer) = submit(student, all[3].0, attempt()).await;
+        assert_eq!(status, 200, "{answer}");
+        let (status, refused) = submit(student, all[4].0, attempt()).await;
+        assert_eq!(status, 429, "{refused}");
+
+        // Redis comes back empty: it has counted nothing this hour, the student's actor has.
+        redis.restart().await;
+        eventually("/readyz sees Redis again", || async {
+            app.get_json("/readyz", 200).await["redis"] == "ok"
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let fell_back = metric(&app, fallbacks).await;
+        let (status, refused) = submit(student, all[4].0, attempt()).await;
+        assert_eq!(status, 429, "{refused}");
+        assert_eq!(
+            metric(&app, fallbacks).await,
+            fell_back,
+            "decided with Redis"
+        );
+        assert_eq!(attempts_stored(&app, student).await, 4);
+    }
+);
