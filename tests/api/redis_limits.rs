@@ -231,6 +231,46 @@ both_backends!(
     }
 );
 
+both_backends!(
+    wrong_recovery_codes_count_on_every_instance,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let mut settings = with_redis(&db);
+        settings.auth.join_max_failures = 2;
+        let a = TestApp::spawn_with(db, settings.clone()).await;
+        let b = OtherInstance::start(settings).await;
+        let teacher = a.signup_teacher().await;
+        let class = a.create_classroom(&teacher).await;
+        let pseudonym = crate::helpers::unique("élève-");
+        let student = a.join(&class.join_code, &pseudonym).await;
+        let code = student.recovery_code.clone().unwrap();
+        let recover = |address: &str, code: &str| {
+            let browser = on(&a.anonymous(), address);
+            let body = json!({
+                "join_code": class.join_code, "pseudonym": pseudonym, "recovery_code": code,
+            });
+            async move {
+                browser
+                    .request(reqwest::Method::POST, "/api/v1/auth/recover", Some(&body))
+                    .await
+                    .0
+            }
+        };
+        let (addr_a, addr_b) = (a.address.clone(), b.address.clone());
+        // A right code clears the failures, on every instance.
+        assert_eq!(recover(&addr_a, "AAAA-AAAA").await, 401);
+        assert_eq!(recover(&addr_b, &code).await, 200);
+        assert_eq!(recover(&addr_a, "AAAA-AAAA").await, 401);
+        assert_eq!(recover(&addr_a, &code).await, 200);
+        // Two wrong ones, one on each: the right code is refused on both.
+        assert_eq!(recover(&addr_a, "AAAA-AAAA").await, 401);
+        assert_eq!(recover(&addr_b, "BBBB-BBBB").await, 401);
+        assert_eq!(recover(&addr_a, &code).await, 429);
+        assert_eq!(recover(&addr_b, &code).await, 429);
+        b.stop().await;
+    }
+);
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens a student socket on `address` with a bearer token.
