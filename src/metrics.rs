@@ -68,10 +68,13 @@ pub enum Limit {
     WsMessages,
     /// Sockets per user (closed with 4009).
     WsSockets,
+    /// `submissions.hint_reveals_per_minute` (429 or a socket error). Only its fallbacks are
+    /// counted (its refusals never were).
+    Hints,
 }
 
 impl Limit {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Limit::Submissions => "submissions",
             Limit::Login => "login",
@@ -79,6 +82,7 @@ impl Limit {
             Limit::Recovery => "recovery",
             Limit::WsMessages => "ws_messages",
             Limit::WsSockets => "ws_sockets",
+            Limit::Hints => "hints",
         }
     }
 }
@@ -88,14 +92,35 @@ struct LimitLabels {
     limit: &'static str,
 }
 
-/// Counts refusals by the rate limits and throttles; cheap to clone. A default one counts into
-/// nothing registered (unit tests).
+/// Counts refusals by the rate limits and throttles, and how the limits shared through Redis
+/// fared (src/cluster/limits.rs); cheap to clone. A default one counts into nothing registered
+/// (unit tests).
 #[derive(Clone, Debug, Default)]
-pub struct Refusals(Family<LimitLabels, Counter>);
+pub struct Refusals {
+    refused: Family<LimitLabels, Counter>,
+    fallbacks: Family<LimitLabels, Counter>,
+    lost: Family<LimitLabels, Counter>,
+}
 
 impl Refusals {
     pub fn count(&self, limit: Limit) {
-        self.0
+        Self::inc(&self.refused, limit);
+    }
+
+    /// A decision of a shared limit made by this instance alone, because Redis failed or was
+    /// left alone after a failure.
+    pub fn fallback(&self, limit: Limit) {
+        Self::inc(&self.fallbacks, limit);
+    }
+
+    /// An update of a shared limit that Redis did not apply (an event taken back, failures
+    /// cleared, a socket record refreshed or removed): it counts until it expires.
+    pub fn lost(&self, limit: Limit) {
+        Self::inc(&self.lost, limit);
+    }
+
+    fn inc(family: &Family<LimitLabels, Counter>, limit: Limit) {
+        family
             .get_or_create(&LimitLabels {
                 limit: limit.name(),
             })
@@ -147,7 +172,19 @@ impl Metrics {
         registry.register(
             "nsi_rate_limited",
             "Requests, submissions and socket messages refused by a rate limit or a throttle.",
-            refusals.0.clone(),
+            refusals.refused.clone(),
+        );
+        registry.register(
+            "nsi_limit_fallbacks",
+            "Decisions of a limit shared through Redis that this instance made alone because \
+             Redis failed (timeout, refused, error), by limit.",
+            refusals.fallbacks.clone(),
+        );
+        registry.register(
+            "nsi_limit_updates_lost",
+            "Updates of a limit shared through Redis that Redis did not apply (an event taken \
+             back, failures cleared, a socket record refreshed or removed), by limit.",
+            refusals.lost.clone(),
         );
         registry.register(
             "nsi_build",

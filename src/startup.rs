@@ -17,6 +17,7 @@ use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
 use crate::auth::origin::AllowedOrigins;
 use crate::bus::{EventBus, LocalBus, SessionSink};
+use crate::cluster::limits::SharedLimits;
 use crate::config::Settings;
 use crate::content;
 use crate::domain::catalogue::{Catalogue, CourseSpec, ResultTable};
@@ -72,7 +73,15 @@ impl Application {
         let mut metrics = Metrics::new();
         // One bus for the class events (to the actors) and the ended sessions (to the sockets).
         let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
-        let actors = ActorSystem::start(store.clone(), &settings, bus.clone(), &metrics)?;
+        // The limits every instance counts together (Redis), when configured.
+        let limits = SharedLimits::of(cluster.as_ref(), &metrics.refusals);
+        let actors = ActorSystem::start(
+            store.clone(),
+            &settings,
+            bus.clone(),
+            &metrics,
+            limits.clone(),
+        )?;
         let grader = Grader::start(
             settings.grading.sql_threads,
             settings.grading.sql_queue,
@@ -82,9 +91,19 @@ impl Application {
         )
         .context("starting the SQL grading threads")?;
         let rendered = web::Data::new(RenderedCatalogue::render(&catalogue));
-        let ws = Arc::new(WsHub::default());
+        // A socket's record in Redis lives as long as a silent client would.
+        let ws = WsHub::new(
+            limits.clone(),
+            Duration::from_secs(settings.ws.client_timeout_secs),
+        );
         bus.attach_sessions(Arc::downgrade(&ws) as Weak<dyn SessionSink>);
-        let auth = Auth::new(&settings.auth, store.clone(), bus, metrics.refusals.clone());
+        let auth = Auth::new(
+            &settings.auth,
+            store.clone(),
+            bus,
+            metrics.refusals.clone(),
+            limits,
+        );
         metrics.watch(Levels {
             actors: actors.registry.clone(),
             ws: ws.clone(),

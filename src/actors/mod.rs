@@ -10,6 +10,7 @@ pub mod writer;
 use std::sync::Arc;
 
 use crate::bus::EventBus;
+use crate::cluster::limits::SharedLimits;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -24,12 +25,14 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    /// Starts the writer and the actor threads; they count into `metrics`.
+    /// Starts the writer and the actor threads; they count into `metrics`. `limits`: the rate
+    /// limits shared with the other instances (Redis), when configured.
     pub fn start(
         store: Store,
         settings: &Settings,
         bus: Arc<dyn EventBus>,
         metrics: &Metrics,
+        limits: Option<Arc<SharedLimits>>,
     ) -> anyhow::Result<ActorSystem> {
         let writer = AttemptWriter::start(
             store.clone(),
@@ -44,6 +47,7 @@ impl ActorSystem {
             bus,
             settings,
             metrics.refusals.clone(),
+            limits,
         );
         Ok(ActorSystem { registry, writer })
     }

@@ -17,6 +17,7 @@ use super::runtime::ActorRuntime;
 use super::student::{ReloadClassrooms, StudentActor, StudentActorConfig};
 use super::writer::WriterHandle;
 use crate::bus::{BusStats, ClassEvent, EventBus, EventSink, Presence};
+use crate::cluster::limits::SharedLimits;
 use crate::config::{ActorSettings, Settings, SubmissionSettings, WsSettings};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::error::AppError;
@@ -43,6 +44,8 @@ pub struct Registry {
     ws: WsSettings,
     /// Counts the submissions the students' rate limit refuses.
     refusals: Refusals,
+    /// The students' rate limits counted by every instance (Redis), when configured.
+    limits: Option<Arc<SharedLimits>>,
     students: DashMap<UserId, Arc<OnceCell<Addr<StudentActor>>>>,
     classrooms: DashMap<ClassroomId, Arc<ClassroomSlot>>,
     /// Students online on this instance (their actors keep it): a class's actor that starts
@@ -73,7 +76,8 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// Reads the actor, submission and socket settings of `settings`; `refusals` counts what
-    /// the students' rate limit refuses.
+    /// the students' rate limit refuses; `limits`: the rate limits shared with the other
+    /// instances (Redis), when configured.
     pub fn new(
         runtime: ActorRuntime,
         store: Store,
@@ -81,6 +85,7 @@ impl Registry {
         bus: Arc<dyn EventBus>,
         settings: &Settings,
         refusals: Refusals,
+        limits: Option<Arc<SharedLimits>>,
     ) -> Arc<Registry> {
         let registry = Arc::new_cyclic(|me| Registry {
             me: me.clone(),
@@ -92,6 +97,7 @@ impl Registry {
             submissions: settings.submissions.clone(),
             ws: settings.ws.clone(),
             refusals,
+            limits,
             students: DashMap::new(),
             classrooms: DashMap::new(),
             presence: DashMap::new(),
@@ -194,6 +200,7 @@ impl Registry {
                     rate_limit_per_hour: self.submissions.rate_limit_per_hour,
                     refusals: self.refusals.clone(),
                     hint_reveals_per_minute: self.submissions.hint_reveals_per_minute,
+                    limits: self.limits.clone(),
                     idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
                     stuck_failed_attempts: self.ws.stuck_failed_attempts,
                     stuck_after: Duration::from_secs(self.ws.stuck_after_secs),

@@ -60,16 +60,18 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// `refusals` counts what the throttles refuse.
+    /// `refusals` counts what the throttles refuse; `limits`: the throttles shared with the
+    /// other instances (Redis), when configured.
     pub fn new(
         settings: &AuthSettings,
         store: Store,
         bus: std::sync::Arc<dyn crate::bus::EventBus>,
         refusals: Refusals,
+        limits: Option<std::sync::Arc<crate::cluster::limits::SharedLimits>>,
     ) -> Auth {
         Auth {
             sessions: Sessions::new(settings, store, bus),
-            throttle: AuthThrottle::new(settings, refusals),
+            throttle: AuthThrottle::new(settings, refusals, limits),
             cookie_secure: settings.cookie_secure,
             trust_forwarded_for: settings.trust_forwarded_for,
         }

@@ -7,16 +7,20 @@
 //! one pupil guessing a teacher's password from home does not lock the teacher out at school,
 //! while guesses spread over many addresses still meet a bound.
 //!
-//! In-process sliding windows for now: `AuthThrottle` is the only door, with async methods, so that
-//! a Redis-backed version (shared by every instance) can replace the windows without touching the
-//! routes. Memory is bounded: a key whose events are all out of the window is dropped, and past
-//! `MAX_KEYS` the keys idle the longest go first.
+//! With Redis (`redis.url`), every instance counts in the same windows (`cluster::limits`: one
+//! atomic script checks and counts a guess in all its windows), so guesses spread over instances
+//! behind a load balancer meet the same bounds; each instance also keeps its own in-process
+//! windows, mirroring what it counted, and decides with them alone when Redis fails (counted in
+//! `/metrics`). Without Redis the in-process windows are the only ones. Memory is bounded: a key
+//! whose events are all out of the window is dropped, and past `MAX_KEYS` the keys idle the
+//! longest go first.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cluster::limits::{Decision, SharedLimits, Window, retry_after_secs};
 use crate::config::AuthSettings;
 use crate::error::AppError;
 use crate::metrics::{Limit, Refusals};
@@ -64,6 +68,14 @@ impl SlidingWindow {
         self.check_locked(&mut inner, key, now)?;
         self.hit_locked(&mut inner, key, now);
         Ok(())
+    }
+
+    /// Records an event for `key` without checking (one counted by the shared windows, mirrored
+    /// here for when Redis fails).
+    pub fn hit(&self, key: &str) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        self.hit_locked(&mut inner, key, now);
     }
 
     /// Takes back the newest event of `key` (a guess counted in advance that turned out right).
@@ -173,6 +185,34 @@ pub struct AuthThrottle {
     join_attempts_by_ip: SlidingWindow,
     /// Counts what the windows refuse (`/metrics`).
     refusals: Refusals,
+    /// The same windows counted by every instance, with Redis.
+    shared: Option<Arc<SharedLimits>>,
+}
+
+/// One window a guess counts in, and the key it counts under there.
+struct Slot<'a> {
+    window: &'a SlidingWindow,
+    /// The window's name in Redis keys.
+    name: &'static str,
+    key: &'a str,
+}
+
+/// How a guess was counted, to settle it once judged.
+enum Counted {
+    /// In this instance's windows only (no Redis, or Redis failed).
+    Here,
+    /// In the shared windows as this event, and mirrored here.
+    Shared(String),
+}
+
+/// What becomes of a counted guess in one window once judged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Keep,
+    /// The guess does not count (it could not be judged, or others share the address).
+    TakeBack,
+    /// Every failure of the key is forgotten (a right guess).
+    Clear,
 }
 
 fn too_many(retry_after_secs: u64) -> AppError {
@@ -180,7 +220,12 @@ fn too_many(retry_after_secs: u64) -> AppError {
 }
 
 impl AuthThrottle {
-    pub fn new(settings: &AuthSettings, refusals: Refusals) -> AuthThrottle {
+    /// `shared`: the limits every instance counts in together (Redis), when configured.
+    pub fn new(
+        settings: &AuthSettings,
+        refusals: Refusals,
+        shared: Option<Arc<SharedLimits>>,
+    ) -> AuthThrottle {
         let login_window = Duration::from_secs(settings.login_window_secs);
         let join_window = Duration::from_secs(settings.join_window_secs);
         AuthThrottle {
@@ -193,6 +238,77 @@ impl AuthThrottle {
             join_failures: SlidingWindow::new(settings.join_max_failures, join_window),
             join_attempts_by_ip: SlidingWindow::new(settings.join_max_per_ip, join_window),
             refusals,
+            shared,
+        }
+    }
+
+    /// Counts a guess in every slot, or refuses it (429) and counts it nowhere: in the shared
+    /// windows when Redis answers, else in this instance's.
+    async fn count(&self, limit: Limit, slots: &[Slot<'_>]) -> Result<Counted, AppError> {
+        if let Some(shared) = &self.shared {
+            let windows: Vec<Window> = slots
+                .iter()
+                .map(|s| Window {
+                    key: shared.window_key(s.name, s.key),
+                    max: s.window.max as u32,
+                    length: s.window.window,
+                })
+                .collect();
+            let event = uuid::Uuid::new_v4().simple().to_string();
+            match shared.hit(limit, &windows, &event).await {
+                Some(Decision::Admitted { .. }) => {
+                    for s in slots {
+                        s.window.hit(s.key);
+                    }
+                    return Ok(Counted::Shared(event));
+                }
+                Some(Decision::Refused { wait, .. }) => {
+                    self.refusals.count(limit);
+                    return Err(too_many(retry_after_secs(wait)));
+                }
+                // Redis failed (counted): this instance's windows decide.
+                None => {}
+            }
+        }
+        for (i, s) in slots.iter().enumerate() {
+            if let Err(wait) = s.window.check_and_hit(s.key) {
+                for earlier in &slots[..i] {
+                    earlier.window.unhit(earlier.key);
+                }
+                self.refusals.count(limit);
+                return Err(too_many(wait));
+            }
+        }
+        Ok(Counted::Here)
+    }
+
+    /// Settles a counted guess in each slot (`settle[i]` for `slots[i]`), here and, if it was
+    /// counted there, in the shared windows.
+    async fn settle(&self, limit: Limit, slots: &[Slot<'_>], settle: &[Settle], counted: Counted) {
+        for (s, what) in slots.iter().zip(settle) {
+            match what {
+                Settle::Keep => {}
+                Settle::TakeBack => s.window.unhit(s.key),
+                Settle::Clear => s.window.clear(s.key),
+            }
+        }
+        let (Counted::Shared(event), Some(shared)) = (counted, &self.shared) else {
+            return;
+        };
+        let keys = |wanted: Settle| -> Vec<String> {
+            slots
+                .iter()
+                .zip(settle)
+                .filter(|(_, what)| **what == wanted)
+                .map(|(s, _)| shared.window_key(s.name, s.key))
+                .collect()
+        };
+        let (back, clear) = (keys(Settle::TakeBack), keys(Settle::Clear));
+        if !back.is_empty() {
+            shared.take_back(limit, &back, &event).await;
+        }
+        if !clear.is_empty() {
+            shared.clear(limit, &clear).await;
         }
     }
 
@@ -212,46 +328,43 @@ impl AuthThrottle {
         let ip = ip.to_string();
         // An address holds no space: the last space of the key separates the two.
         let here = format!("{login} {ip}");
-        if let Err(wait) = self.login_failures_here.check_and_hit(&here) {
-            self.refusals.count(Limit::Login);
-            return Err(too_many(wait));
-        }
-        if let Err(wait) = self.login_failures.check_and_hit(login) {
-            self.login_failures_here.unhit(&here);
-            self.refusals.count(Limit::Login);
-            return Err(too_many(wait));
-        }
-        if let Err(wait) = self.login_failures_by_ip.check_and_hit(&ip) {
-            self.login_failures_here.unhit(&here);
-            self.login_failures.unhit(login);
-            self.refusals.count(Limit::Login);
-            return Err(too_many(wait));
-        }
+        let slots = [
+            Slot {
+                window: &self.login_failures_here,
+                name: "login_here",
+                key: &here,
+            },
+            Slot {
+                window: &self.login_failures,
+                name: "login",
+                key: login,
+            },
+            Slot {
+                window: &self.login_failures_by_ip,
+                name: "login_ip",
+                key: &ip,
+            },
+        ];
+        let counted = self.count(Limit::Login, &slots).await?;
         let judged = check.await;
-        match &judged {
-            Ok(Some(_)) => {
-                self.login_failures_here.clear(&here);
-                self.login_failures.clear(login);
-                self.login_failures_by_ip.unhit(&ip);
-            }
-            Ok(None) => {}
-            Err(_) => {
-                self.login_failures_here.unhit(&here);
-                self.login_failures.unhit(login);
-                self.login_failures_by_ip.unhit(&ip);
-            }
-        }
+        let settle = match &judged {
+            Ok(Some(_)) => [Settle::Clear, Settle::Clear, Settle::TakeBack],
+            Ok(None) => [Settle::Keep; 3],
+            Err(_) => [Settle::TakeBack; 3],
+        };
+        self.settle(Limit::Login, &slots, &settle, counted).await;
         judged
     }
 
     /// Every join or recovery attempt counts against the address.
     pub async fn join_attempt(&self, ip: IpAddr) -> Result<(), AppError> {
-        self.join_attempts_by_ip
-            .check_and_hit(&ip.to_string())
-            .map_err(|wait| {
-                self.refusals.count(Limit::Join);
-                too_many(wait)
-            })
+        let ip = ip.to_string();
+        let slots = [Slot {
+            window: &self.join_attempts_by_ip,
+            name: "join_ip",
+            key: &ip,
+        }];
+        self.count(Limit::Join, &slots).await.map(drop)
     }
 
     /// One guess at the recovery code of `account` (join code + pseudonym key), counted and
@@ -261,16 +374,20 @@ impl AuthThrottle {
         account: &str,
         check: impl Future<Output = Result<Option<T>, AppError>>,
     ) -> Result<Option<T>, AppError> {
-        if let Err(wait) = self.join_failures.check_and_hit(account) {
-            self.refusals.count(Limit::Recovery);
-            return Err(too_many(wait));
-        }
+        let slots = [Slot {
+            window: &self.join_failures,
+            name: "recovery",
+            key: account,
+        }];
+        let counted = self.count(Limit::Recovery, &slots).await?;
         let judged = check.await;
-        match &judged {
-            Ok(Some(_)) => self.join_failures.clear(account),
-            Ok(None) => {}
-            Err(_) => self.join_failures.unhit(account),
-        }
+        let settle = match &judged {
+            Ok(Some(_)) => Settle::Clear,
+            Ok(None) => Settle::Keep,
+            Err(_) => Settle::TakeBack,
+        };
+        self.settle(Limit::Recovery, &slots, &[settle], counted)
+            .await;
         judged
     }
 }
@@ -326,7 +443,7 @@ mod tests {
             .expect("default settings")
             .auth;
         let max = settings.login_max_failures as usize;
-        let t = AuthThrottle::new(&settings, Refusals::default());
+        let t = AuthThrottle::new(&settings, Refusals::default(), None);
         let ip: IpAddr = [127, 0, 0, 1].into();
         let busy = || async { Err::<Option<()>, _>(AppError::Unauthorized) };
         let wrong = || async { Ok::<Option<()>, AppError>(None) };
@@ -380,7 +497,7 @@ mod tests {
             .auth;
         settings.login_max_failures = 3;
         settings.login_max_failures_global = 7;
-        let t = AuthThrottle::new(&settings, Refusals::default());
+        let t = AuthThrottle::new(&settings, Refusals::default(), None);
         let wrong = || async { Ok::<Option<()>, AppError>(None) };
         let right = || async { Ok::<_, AppError>(Some(())) };
         let mut failures = 0;

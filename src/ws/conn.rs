@@ -71,7 +71,8 @@ impl Conn {
         }
     }
 
-    /// Upgrades the request and admits the socket under the per-user limit. Over the limit the
+    /// Upgrades the request and admits the socket under the per-user limit (over every instance's
+    /// sockets with Redis). Over the limit the
     /// socket is still upgraded — so that the browser sees the close code, a refused upgrade
     /// shows as nothing — then closed with `TooManySockets`, and `None` is returned.
     ///
@@ -94,7 +95,8 @@ impl Conn {
             .unwrap_or_default();
         let ticket = state
             .ws
-            .admit(user, session_hash, kind, settings.max_sockets_per_user);
+            .admit_everywhere(user, session_hash, kind, settings.max_sockets_per_user)
+            .await;
         let guarded: BoxedPayloadStream = Box::pin(GuardedPayload::new(
             body.into_inner(),
             settings.max_frame_bytes,

@@ -8,7 +8,7 @@ use crate::helpers::{TestApp, TestDb, assert_error};
 use crate::ws::{exercises, new_class, student, student_socket};
 
 /// The first hint of the catalogue.
-async fn a_hint(app: &TestApp) -> i64 {
+pub(crate) async fn a_hint(app: &TestApp) -> i64 {
     for ex in exercises(app, usize::MAX).await {
         let e = app.get_json(&format!("/api/v1/exercises/{ex}"), 200).await;
         if let Some(h) = e["hints"].as_array().and_then(|h| h.first()) {

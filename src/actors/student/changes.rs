@@ -36,7 +36,11 @@ impl StudentActor {
                 return;
             };
             match next {
-                Pending::Attempt { attempt, at_ms } => self.start_attempt(attempt, at_ms, ctx),
+                Pending::Attempt {
+                    attempt,
+                    at_ms,
+                    shared_slot,
+                } => self.start_attempt(attempt, at_ms, shared_slot, ctx),
                 Pending::Hint {
                     hint_id,
                     xp_cost,
@@ -50,6 +54,7 @@ impl StudentActor {
         &mut self,
         attempt: SubmitAttempt,
         at_ms: i64,
+        shared_slot: bool,
         ctx: &mut Context<Self>,
     ) {
         let input = AttemptInput {
@@ -106,7 +111,7 @@ impl StudentActor {
         let rx = match self.writer.submit(WriteItem::Attempt(Box::new(row))) {
             Ok(rx) => rx,
             Err(e) => {
-                self.release_rate_slot(at_ms);
+                self.release_rate_slot(at_ms, shared_slot.then_some(&answer.attempt_id));
                 self.answer_waiters(&answer.attempt_id, Err(write_error(e)));
                 return;
             }
@@ -127,7 +132,7 @@ impl StudentActor {
                         // Certainly not stored: the student will resend it, and must not be
                         // charged twice. (After a write that may have committed, or a resend
                         // of a stored one, the reload rebuilds the window from the database.)
-                        act.release_rate_slot(at_ms);
+                        act.release_rate_slot(at_ms, shared_slot.then_some(&answer.attempt_id));
                     }
                     act.finish_attempt(result, outcome, answer, origin, ctx);
                     act.process_next(ctx);

@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use super::registry::Registry;
 use super::writer::WriterHandle;
 use crate::bus::{ClassEvent, Presence};
+use crate::cluster::limits::SharedLimits;
 use crate::domain::ids::{AttemptId, ClassroomId, ExerciseId, HintId, UserId};
 use crate::domain::progress::StudentProgress;
 use crate::domain::time::now_ms;
@@ -62,6 +63,8 @@ enum Pending {
     Attempt {
         attempt: SubmitAttempt,
         at_ms: i64,
+        /// Counted in the shared (Redis) window by this actor: given back there if not stored.
+        shared_slot: bool,
     },
     Hint {
         hint_id: HintId,
@@ -85,6 +88,10 @@ pub struct StudentActor {
     hint_reveals_per_minute: u32,
     /// Hint reveals asked in the last minute (their times), for theirs.
     recent_reveals: VecDeque<i64>,
+    /// The same two limits counted by every instance (Redis), when configured.
+    limits: Option<Arc<SharedLimits>>,
+    /// Submissions and hint reveals waiting for the shared limits' answer.
+    checking: usize,
     queue: VecDeque<Pending>,
     busy: bool,
     /// Everyone waiting for an attempt's answer (the first sender and its resends).
@@ -118,6 +125,8 @@ pub struct StudentActorConfig {
     pub rate_limit_per_hour: u32,
     pub refusals: Refusals,
     pub hint_reveals_per_minute: u32,
+    /// The rate limits counted by every instance (Redis), when configured.
+    pub limits: Option<Arc<SharedLimits>>,
     pub idle_timeout: Duration,
     pub stuck_failed_attempts: i32,
     pub stuck_after: Duration,
@@ -144,6 +153,8 @@ impl StudentActor {
             recent_submissions: recent_submissions.into(),
             hint_reveals_per_minute: config.hint_reveals_per_minute,
             recent_reveals: VecDeque::new(),
+            limits: config.limits,
+            checking: 0,
             queue: VecDeque::new(),
             busy: false,
             waiting: HashMap::new(),
@@ -178,7 +189,10 @@ impl StudentActor {
 
     /// A reload that keeps failing does not keep an idle actor: a new one loads afresh.
     pub(super) fn has_unflushed_work(&self) -> bool {
-        (self.busy && !self.reload_failing) || !self.queue.is_empty() || !self.waiting.is_empty()
+        (self.busy && !self.reload_failing)
+            || !self.queue.is_empty()
+            || !self.waiting.is_empty()
+            || self.checking > 0
     }
 }
 
@@ -235,20 +249,20 @@ impl Handler<Submit> for StudentActor {
             if self.reload_failing {
                 return reply(Err(ActorError::Reloading));
             }
-            if self.queue.len() >= MAX_QUEUED {
+            if self.queue.len() + self.checking >= MAX_QUEUED {
                 return reply(Err(ActorError::Overloaded));
             }
-            let now = now_ms();
-            if let Some(retry_after_secs) = self.rate_limited(now) {
-                return reply(Err(ActorError::RateLimited { retry_after_secs }));
+            if let Some(limits) = self.limits.clone() {
+                self.waiting.insert(attempt.attempt_id.clone(), vec![tx]);
+                self.check_shared_rate(limits, attempt, ctx);
+            } else {
+                let now = now_ms();
+                if let Some(retry_after_secs) = self.rate_limited(now) {
+                    return reply(Err(ActorError::RateLimited { retry_after_secs }));
+                }
+                self.waiting.insert(attempt.attempt_id.clone(), vec![tx]);
+                self.queue_attempt(attempt, now, false, ctx);
             }
-            self.recent_submissions.push_back(now);
-            self.waiting.insert(attempt.attempt_id.clone(), vec![tx]);
-            self.queue.push_back(Pending::Attempt {
-                attempt,
-                at_ms: now,
-            });
-            self.process_next(ctx);
         }
         Box::pin(async move { rx.await.unwrap_or(Err(ActorError::ShuttingDown)) })
     }
@@ -262,19 +276,23 @@ impl Handler<RevealHint> for StudentActor {
         if self.reload_failing {
             return Box::pin(async { Err(ActorError::Reloading) });
         }
-        if self.queue.len() >= MAX_QUEUED {
+        if self.queue.len() + self.checking >= MAX_QUEUED {
             return Box::pin(async { Err(ActorError::Overloaded) });
         }
-        if let Some(retry_after_secs) = self.hint_reveal_limited(now_ms()) {
-            return Box::pin(async move { Err(ActorError::RateLimited { retry_after_secs }) });
-        }
         let (tx, rx) = oneshot::channel();
-        self.queue.push_back(Pending::Hint {
-            hint_id: msg.hint_id,
-            xp_cost: msg.xp_cost,
-            reply: tx,
-        });
-        self.process_next(ctx);
+        if let Some(limits) = self.limits.clone() {
+            self.check_shared_hint(limits, msg, tx, ctx);
+        } else {
+            if let Some(retry_after_secs) = self.hint_reveal_limited(now_ms()) {
+                return Box::pin(async move { Err(ActorError::RateLimited { retry_after_secs }) });
+            }
+            self.queue.push_back(Pending::Hint {
+                hint_id: msg.hint_id,
+                xp_cost: msg.xp_cost,
+                reply: tx,
+            });
+            self.process_next(ctx);
+        }
         Box::pin(async move { rx.await.unwrap_or(Err(ActorError::ShuttingDown)) })
     }
 }

@@ -1,21 +1,183 @@
-//! The rate limit's window: the accepted submissions of the last hour, rebuilt from the database
-//! when the actor starts and at every reload.
+//! The rate limits: the accepted submissions of the last hour (rebuilt from the database when the
+//! actor starts and at every reload) and the hint reveals of the last minute.
+//!
+//! With Redis the same windows are counted by every instance (`cluster::limits`): the shared
+//! window decides first — it knows every instance's submissions, and which attempt ids it already
+//! counted (a resend is never refused) —, then this actor's own window, which only holds what
+//! this instance saw and the database had, so it refuses nothing the shared one would admit
+//! unless Redis lost its count. The mailbox keeps turning while Redis answers; a resend arriving
+//! meanwhile waits for the same answer. Redis failing leaves the decision to the actor's own
+//! window (counted in `/metrics`).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Pending, StudentActor};
+use actix::prelude::*;
+
+use super::{ActorError, HintTx, Pending, RevealHint, StudentActor, SubmitAttempt};
+use crate::cluster::limits::{Decision, SharedLimits, Window};
+use crate::domain::ids::AttemptId;
+use crate::domain::time::now_ms;
 use crate::metrics::Limit;
 
 pub const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
 
+/// Seconds to wait as the actor's windows say it: at least one.
+fn wait_secs(wait: Duration) -> u64 {
+    (wait.as_millis().max(1000) / 1000) as u64
+}
+
 impl StudentActor {
     /// Gives back the rate-limit slot of a submission the database did not store (writer full,
     /// refused, shutting down): the student will resend it, and must not be charged twice.
-    pub(super) fn release_rate_slot(&mut self, at_ms: i64) {
+    /// `shared`: the attempt's id when this actor counted it in the shared window too.
+    pub(super) fn release_rate_slot(&mut self, at_ms: i64, shared: Option<&AttemptId>) {
         if let Some(i) = self.recent_submissions.iter().rposition(|t| *t == at_ms) {
             self.recent_submissions.remove(i);
         }
+        if let (Some(id), Some(limits)) = (shared, &self.limits) {
+            self.take_back_shared(
+                limits.clone(),
+                "submissions",
+                Limit::Submissions,
+                id.as_str(),
+            );
+        }
+    }
+
+    /// Takes an event back from one of the student's shared windows, in the background.
+    fn take_back_shared(&self, limits: Arc<SharedLimits>, window: &str, limit: Limit, event: &str) {
+        let key = limits.user_window_key(window, self.id);
+        let event = event.to_owned();
+        actix::spawn(async move { limits.take_back(limit, &[key], &event).await });
+    }
+
+    /// Counts a new attempt in this actor's window and queues it.
+    pub(super) fn queue_attempt(
+        &mut self,
+        attempt: SubmitAttempt,
+        at_ms: i64,
+        shared_slot: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        self.recent_submissions.push_back(at_ms);
+        self.queue.push_back(Pending::Attempt {
+            attempt,
+            at_ms,
+            shared_slot,
+        });
+        self.process_next(ctx);
+    }
+
+    /// A new attempt under the shared rate limit (its waiter is registered): queued, or answered
+    /// `RateLimited`, once Redis and this actor's window have decided.
+    pub(super) fn check_shared_rate(
+        &mut self,
+        limits: Arc<SharedLimits>,
+        attempt: SubmitAttempt,
+        ctx: &mut Context<Self>,
+    ) {
+        self.checking += 1;
+        let window = Window {
+            key: limits.user_window_key("submissions", self.id),
+            max: self.rate_limit_per_hour,
+            length: Duration::from_millis(HOUR_MS as u64),
+        };
+        let event = attempt.attempt_id.as_str().to_owned();
+        let shared = limits.clone();
+        let decided = async move { shared.hit(Limit::Submissions, &[window], &event).await };
+        ctx.spawn(decided.into_actor(self).map(move |decision, act, ctx| {
+            act.checking -= 1;
+            let now = now_ms();
+            let id = attempt.attempt_id.clone();
+            let (refused, counted) = match decision {
+                Some(Decision::Refused { wait, .. }) => {
+                    act.refusals.count(Limit::Submissions);
+                    (Some(wait_secs(wait)), false)
+                }
+                // A resend of an attempt already counted (on any instance): the writer finds it
+                // stored, or stores it once.
+                Some(Decision::Admitted { counted: false }) => (None, false),
+                Some(Decision::Admitted { counted: true }) => {
+                    let local = act.rate_limited(now);
+                    if local.is_some() {
+                        act.take_back_shared(
+                            limits,
+                            "submissions",
+                            Limit::Submissions,
+                            id.as_str(),
+                        );
+                    }
+                    (local, local.is_none())
+                }
+                None => (act.rate_limited(now), false),
+            };
+            if let Some(retry_after_secs) = refused {
+                act.answer_waiters(&id, Err(ActorError::RateLimited { retry_after_secs }));
+                return;
+            }
+            if act.reload_failing {
+                if counted && let Some(limits) = act.limits.clone() {
+                    act.take_back_shared(limits, "submissions", Limit::Submissions, id.as_str());
+                }
+                act.answer_waiters(&id, Err(ActorError::Reloading));
+                return;
+            }
+            act.queue_attempt(attempt, now, counted, ctx);
+        }));
+    }
+
+    /// A hint reveal under the shared limit: queued, or answered `RateLimited`, once Redis and
+    /// this actor's window have decided.
+    pub(super) fn check_shared_hint(
+        &mut self,
+        limits: Arc<SharedLimits>,
+        msg: RevealHint,
+        reply: HintTx,
+        ctx: &mut Context<Self>,
+    ) {
+        self.checking += 1;
+        let window = Window {
+            key: limits.user_window_key("hints", self.id),
+            max: self.hint_reveals_per_minute,
+            length: Duration::from_millis(MINUTE_MS as u64),
+        };
+        let event = uuid::Uuid::new_v4().simple().to_string();
+        let shared = limits.clone();
+        let asked = event.clone();
+        let decided = async move { shared.hit(Limit::Hints, &[window], &asked).await };
+        ctx.spawn(decided.into_actor(self).map(move |decision, act, ctx| {
+            act.checking -= 1;
+            let now = now_ms();
+            let limited = match decision {
+                Some(Decision::Refused { wait, .. }) => Some(wait_secs(wait)),
+                Some(Decision::Admitted { .. }) => {
+                    let local = act.hint_reveal_limited(now);
+                    if local.is_some() {
+                        // Refusals do not count, there either.
+                        act.take_back_shared(limits, "hints", Limit::Hints, &event);
+                    }
+                    local
+                }
+                None => act.hint_reveal_limited(now),
+            };
+            if let Some(retry_after_secs) = limited {
+                let _ = reply.send(Err(ActorError::RateLimited { retry_after_secs }));
+                return;
+            }
+            if act.reload_failing {
+                let _ = reply.send(Err(ActorError::Reloading));
+                return;
+            }
+            act.queue.push_back(Pending::Hint {
+                hint_id: msg.hint_id,
+                xp_cost: msg.xp_cost,
+                reply,
+            });
+            act.process_next(ctx);
+        }));
     }
 
     /// Seconds until the oldest submission of the window leaves it, if the window is full (a

@@ -88,8 +88,12 @@ impl StudentActor {
     pub(super) fn refuse_queued(&mut self, error: ActorError) {
         for pending in std::mem::take(&mut self.queue) {
             match pending {
-                Pending::Attempt { attempt, at_ms } => {
-                    self.release_rate_slot(at_ms);
+                Pending::Attempt {
+                    attempt,
+                    at_ms,
+                    shared_slot,
+                } => {
+                    self.release_rate_slot(at_ms, shared_slot.then_some(&attempt.attempt_id));
                     self.answer_waiters(&attempt.attempt_id, Err(error.clone()));
                 }
                 Pending::Hint { reply, .. } => {
