@@ -16,6 +16,7 @@ use crate::actors::ActorSystem;
 use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
 use crate::auth::origin::AllowedOrigins;
+use crate::bus::redis::RedisBus;
 use crate::bus::{EventBus, LocalBus, SessionSink};
 use crate::config::Settings;
 use crate::content;
@@ -37,6 +38,7 @@ pub struct Application {
     metrics_server: Option<(u16, Server)>,
     state: web::Data<AppState>,
     actors: ActorSystem,
+    bus: Arc<dyn EventBus>,
 }
 
 impl Application {
@@ -70,8 +72,16 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let mut metrics = Metrics::new();
-        // One bus for the class events (to the actors) and the ended sessions (to the sockets).
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+        // One bus for the class events (to the actors) and the ended sessions (to the sockets and
+        // the session cache): through Redis when a cluster is configured, else in-process.
+        let bus: Arc<dyn EventBus> = match &cluster {
+            Some(cluster) => {
+                let bus = RedisBus::start(cluster.clone(), &settings.redis);
+                metrics.register_bus_lag(bus.lag_histogram());
+                bus as Arc<dyn EventBus>
+            }
+            None => Arc::new(LocalBus::default()),
+        };
         let actors = ActorSystem::start(store.clone(), &settings, bus.clone(), &metrics)?;
         let grader = Grader::start(
             settings.grading.sql_threads,
@@ -83,8 +93,16 @@ impl Application {
         .context("starting the SQL grading threads")?;
         let rendered = web::Data::new(RenderedCatalogue::render(&catalogue));
         let ws = Arc::new(WsHub::default());
+        let auth = Arc::new(Auth::new(
+            &settings.auth,
+            store.clone(),
+            bus.clone(),
+            metrics.refusals.clone(),
+        ));
+        // The cache first: once a socket closes for an ended session, the session's token is
+        // refused by every request too.
+        bus.attach_sessions(auth.session_sink());
         bus.attach_sessions(Arc::downgrade(&ws) as Weak<dyn SessionSink>);
-        let auth = Auth::new(&settings.auth, store.clone(), bus, metrics.refusals.clone());
         metrics.watch(Levels {
             actors: actors.registry.clone(),
             ws: ws.clone(),
@@ -109,7 +127,7 @@ impl Application {
         let state = web::Data::new(AppState {
             registry: actors.registry.clone(),
             ws,
-            auth: Arc::new(auth),
+            auth,
             grader,
             metrics: Arc::new(metrics),
             cluster,
@@ -134,6 +152,7 @@ impl Application {
             metrics_server,
             state,
             actors,
+            bus,
         })
     }
 
@@ -175,6 +194,8 @@ impl Application {
         }
         let grace = Duration::from_secs(self.state.settings.server.shutdown_timeout_secs);
         self.actors.shutdown(grace).await;
+        // After the actors: what they published last is flushed, then the bus's tasks stop.
+        self.bus.shutdown();
         if tokio::time::timeout(grace, self.state.store.close())
             .await
             .is_err()
