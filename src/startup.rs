@@ -78,6 +78,12 @@ impl Application {
             Some(cluster) => {
                 let bus = RedisBus::start(cluster.clone(), &settings.redis);
                 metrics.register_bus_lag(bus.lag_histogram());
+                let limit = cluster.connect_timeout() + cluster.command_timeout();
+                if !bus.first_subscription(limit).await {
+                    tracing::warn!(
+                        "Redis is not answering: serving this instance's clients alone until it does"
+                    );
+                }
                 bus as Arc<dyn EventBus>
             }
             None => Arc::new(LocalBus::default()),

@@ -376,3 +376,94 @@ both_backends!(
         assert_eq!(series(&app.address, "nsi_bus_subscription_up").await, 0.0);
     }
 );
+
+/// Publishes a bus envelope by hand on a class's channel, as instance `origin` would.
+async fn inject(url: &str, prefix: &str, class: i64, origin: &str, seq: u64, event: Value) {
+    let envelope = serde_json::json!({
+        "o": origin, "s": seq, "t": chrono_now_ms(), "e": event,
+    });
+    let channel = format!("{prefix}:class:{class}");
+    command(url, &["PUBLISH", &channel, &envelope.to_string()])
+        .await
+        .expect("PUBLISH");
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+both_backends!(
+    duplicates_are_dropped_and_a_gap_resyncs_the_dashboards,
+    |backend| async move {
+        let url = test_redis_url();
+        let db = TestDb::new(backend).await;
+        let prefix = new_prefix();
+        let settings = tied(&db, &url, &prefix);
+        let app = TestApp::spawn_with(db, settings).await;
+        subscribed(&app.address).await;
+        let (_teacher, teacher_token, class) = new_class(&app).await;
+        let (student_user, _) = student(&app, &class).await;
+        let (mut dash, snapshot) = teacher_socket(&app, &class, &teacher_token).await;
+        let epoch = snapshot["epoch"].clone();
+        let xp = |xp: i64| serde_json::json!({ "kind": "xp_changed", "student_id": student_user.id, "xp": xp });
+
+        // Another instance's messages 1 and 2, then 2 again: two deltas, the copy dropped.
+        inject(&url, &prefix, class.id, "elsewhere", 1, xp(10)).await;
+        inject(&url, &prefix, class.id, "elsewhere", 2, xp(20)).await;
+        inject(&url, &prefix, class.id, "elsewhere", 2, xp(20)).await;
+        assert_eq!(dash.delta("xp_changed").await["xp"], 10);
+        assert_eq!(dash.delta("xp_changed").await["xp"], 20);
+        if let Some(v) = dash.try_next(Duration::from_millis(500)).await {
+            panic!("the duplicate reached the dashboard: {v}");
+        }
+        assert_eq!(series(&app.address, "nsi_bus_duplicates_total").await, 1.0);
+
+        // Message 4 without 3: delivered, and the class resyncs (a new stream, a snapshot).
+        inject(&url, &prefix, class.id, "elsewhere", 4, xp(40)).await;
+        assert_eq!(dash.delta("xp_changed").await["xp"], 40);
+        let fresh = resynced(&mut dash).await;
+        assert_eq!(fresh["reason"], "lagged", "{fresh}");
+        assert_ne!(fresh["epoch"], epoch, "{fresh}");
+        assert_eq!(series(&app.address, "nsi_bus_gaps_total").await, 1.0);
+        assert!(series(&app.address, "nsi_bus_lag_seconds_count").await >= 4.0);
+    }
+);
+
+both_backends!(
+    a_class_channel_is_left_a_while_after_its_actor_stops,
+    |backend| async move {
+        let url = test_redis_url();
+        let db = TestDb::new(backend).await;
+        let prefix = new_prefix();
+        let mut settings = tied(&db, &url, &prefix);
+        settings.actors.idle_timeout_secs = 1;
+        settings.redis.unsubscribe_after_secs = 1;
+        let app = TestApp::spawn_with(db, settings).await;
+        subscribed(&app.address).await;
+        let (_teacher, teacher_token, class) = new_class(&app).await;
+        let channel = format!("{prefix}:class:{}", class.id);
+        let listeners = || {
+            let (url, channel) = (url.clone(), channel.clone());
+            async move {
+                match command(&url, &["PUBSUB", "NUMSUB", &channel]).await {
+                    Ok(redis::Value::Array(v)) => match v.get(1) {
+                        Some(redis::Value::Int(n)) => *n,
+                        other => panic!("{other:?}"),
+                    },
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let (dash, _) = teacher_socket(&app, &class, &teacher_token).await;
+        // Subscribed before the class loaded.
+        assert_eq!(listeners().await, 1);
+        drop(dash);
+        eventually("the channel is left once the class stopped", || async {
+            listeners().await == 0
+        })
+        .await;
+    }
+);

@@ -101,6 +101,8 @@ struct Shared {
     seqs: Mutex<HashMap<Channel, u64>>,
     /// The subscription is up (every needed channel subscribed).
     up: AtomicBool,
+    /// Set once the first subscription attempt is over (up, or failed).
+    first_try: watch::Sender<bool>,
     counters: Counters,
     lag: Histogram,
 }
@@ -133,6 +135,7 @@ impl RedisBus {
             sessions: Mutex::new(Vec::new()),
             seqs: Mutex::new(HashMap::new()),
             up: AtomicBool::new(false),
+            first_try: watch::Sender::new(false),
             counters: Counters::default(),
             lag: Histogram::new(LAG_SECONDS_BUCKETS),
         });
@@ -152,6 +155,15 @@ impl RedisBus {
             control,
             stop,
         })
+    }
+
+    /// Waits (at most `limit`) for the first subscription attempt: an instance that starts
+    /// while Redis answers is subscribed before it serves, so its first requests already take
+    /// the one delivery path (and `/readyz` says ready). `true` if subscribed.
+    pub async fn first_subscription(&self, limit: Duration) -> bool {
+        let mut tried = self.shared.first_try.subscribe();
+        let _ = tokio::time::timeout(limit, tried.wait_for(|done| *done)).await;
+        self.shared.up.load(Ordering::Acquire)
     }
 
     /// The lag histogram (receive time − publish time, in seconds), for `/metrics`.

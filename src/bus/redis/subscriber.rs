@@ -51,6 +51,7 @@ pub(super) async fn run(
         )
         .await;
         shared.set_up(false);
+        shared.first_try.send_replace(true);
         match ended {
             Ended::Stop => return,
             Ended::Lost(reason) => {
@@ -118,6 +119,7 @@ async fn listen(
     }
     classes.extend(wanted.iter().map(|id| (*id, None)));
     shared.set_up(true);
+    shared.first_try.send_replace(true);
     if *connected_before {
         shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
     }
