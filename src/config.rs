@@ -89,6 +89,14 @@ pub struct RedisSettings {
     /// How long one command (or pipeline) may take, waiting for a pooled connection included;
     /// past it the command fails and the caller degrades (docs/architecture.md).
     pub command_timeout_ms: u64,
+    /// Bus messages waiting to be published (past it they are dropped and counted).
+    pub publish_queue: usize,
+    /// Messages sent in one pipeline at most.
+    pub publish_batch: usize,
+    /// A class's channel is left this long after its last actor here stopped.
+    pub unsubscribe_after_secs: u64,
+    /// The longest wait between two attempts to get the subscription back.
+    pub reconnect_max_ms: u64,
 }
 
 /// Error reporting (src/telemetry/sentry.rs): off while `dsn` is empty.
@@ -456,6 +464,9 @@ impl Settings {
                 ("redis.pool_size", self.redis.pool_size as u64),
                 ("redis.connect_timeout_ms", self.redis.connect_timeout_ms),
                 ("redis.command_timeout_ms", self.redis.command_timeout_ms),
+                ("redis.publish_queue", self.redis.publish_queue as u64),
+                ("redis.publish_batch", self.redis.publish_batch as u64),
+                ("redis.reconnect_max_ms", self.redis.reconnect_max_ms),
             ] {
                 if value == 0 {
                     bail!("configuration key `{key}`: must be at least 1");

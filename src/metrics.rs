@@ -204,6 +204,16 @@ impl Metrics {
         }
     }
 
+    /// The Redis bus's lag: receive time − publish time of each message (`nsi_bus_lag_seconds`).
+    pub fn register_bus_lag(&mut self, lag: Histogram) {
+        self.registry.register(
+            "nsi_bus_lag_seconds",
+            "Time from publishing a bus message to its receipt here (clocks of two instances), in \
+             seconds.",
+            lag,
+        );
+    }
+
     /// Adds the levels read at each scrape from the running parts.
     pub fn watch(&mut self, levels: Levels) {
         self.registry.register_collector(Box::new(levels));
@@ -362,6 +372,48 @@ impl Collector for Levels {
             "Class events received from the event bus by this instance.",
             bus.received as f64,
         )?;
+        counters(
+            e,
+            "nsi_bus_dropped",
+            "Bus messages dropped by this instance: publish queue full, or Redis failing.",
+            "reason",
+            &[
+                ("queue_full", bus.dropped_queue_full as f64),
+                ("redis_error", bus.dropped_redis_error as f64),
+            ],
+        )?;
+        counter(
+            e,
+            "nsi_bus_duplicates",
+            "Bus messages received twice (the second dropped).",
+            bus.duplicates as f64,
+        )?;
+        counter(
+            e,
+            "nsi_bus_gaps",
+            "Bus messages that showed earlier ones of their origin were lost (the class resyncs).",
+            bus.gaps as f64,
+        )?;
+        counter(
+            e,
+            "nsi_bus_resyncs",
+            "Resyncs from the database asked of this instance's classes by the bus.",
+            bus.resyncs as f64,
+        )?;
+        if let Some(up) = bus.subscription_up {
+            gauge(
+                e,
+                "nsi_bus_subscription_up",
+                "1 while this instance's Redis subscription is up.",
+                if up { 1.0 } else { 0.0 },
+            )?;
+            counter(
+                e,
+                "nsi_bus_reconnects",
+                "Times this instance's Redis subscription came back after being lost.",
+                bus.reconnects as f64,
+            )?;
+        }
         let pool = self.store.pool_stats();
         gauge(
             e,

@@ -16,6 +16,7 @@ use crate::actors::ActorSystem;
 use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
 use crate::auth::origin::AllowedOrigins;
+use crate::bus::redis::RedisBus;
 use crate::bus::{EventBus, LocalBus, SessionSink};
 use crate::cluster::limits::SharedLimits;
 use crate::config::Settings;
@@ -38,6 +39,7 @@ pub struct Application {
     metrics_server: Option<(u16, Server)>,
     state: web::Data<AppState>,
     actors: ActorSystem,
+    bus: Arc<dyn EventBus>,
 }
 
 impl Application {
@@ -71,8 +73,22 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let mut metrics = Metrics::new();
-        // One bus for the class events (to the actors) and the ended sessions (to the sockets).
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+        // One bus for the class events (to the actors) and the ended sessions (to the sockets and
+        // the session cache): through Redis when a cluster is configured, else in-process.
+        let bus: Arc<dyn EventBus> = match &cluster {
+            Some(cluster) => {
+                let bus = RedisBus::start(cluster.clone(), &settings.redis);
+                metrics.register_bus_lag(bus.lag_histogram());
+                let limit = cluster.connect_timeout() + cluster.command_timeout();
+                if !bus.first_subscription(limit).await {
+                    tracing::warn!(
+                        "Redis is not answering: serving this instance's clients alone until it does"
+                    );
+                }
+                bus as Arc<dyn EventBus>
+            }
+            None => Arc::new(LocalBus::default()),
+        };
         // The limits every instance counts together (Redis), when configured.
         let limits = SharedLimits::of(cluster.as_ref(), &metrics.refusals);
         let actors = ActorSystem::start(
@@ -96,14 +112,17 @@ impl Application {
             limits.clone(),
             Duration::from_secs(settings.ws.client_timeout_secs),
         );
-        bus.attach_sessions(Arc::downgrade(&ws) as Weak<dyn SessionSink>);
-        let auth = Auth::new(
+        let auth = Arc::new(Auth::new(
             &settings.auth,
             store.clone(),
-            bus,
+            bus.clone(),
             metrics.refusals.clone(),
             limits,
-        );
+        ));
+        // The cache first: once a socket closes for an ended session, the session's token is
+        // refused by every request too.
+        bus.attach_sessions(auth.session_sink());
+        bus.attach_sessions(Arc::downgrade(&ws) as Weak<dyn SessionSink>);
         metrics.watch(Levels {
             actors: actors.registry.clone(),
             ws: ws.clone(),
@@ -128,7 +147,7 @@ impl Application {
         let state = web::Data::new(AppState {
             registry: actors.registry.clone(),
             ws,
-            auth: Arc::new(auth),
+            auth,
             grader,
             metrics: Arc::new(metrics),
             cluster,
@@ -153,6 +172,7 @@ impl Application {
             metrics_server,
             state,
             actors,
+            bus,
         })
     }
 
@@ -194,6 +214,8 @@ impl Application {
         }
         let grace = Duration::from_secs(self.state.settings.server.shutdown_timeout_secs);
         self.actors.shutdown(grace).await;
+        // After the actors: what they published last is flushed, then the bus's tasks stop.
+        self.bus.shutdown();
         if tokio::time::timeout(grace, self.state.store.close())
             .await
             .is_err()

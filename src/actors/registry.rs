@@ -226,6 +226,12 @@ impl Registry {
         let started = slot
             .addr
             .get_or_try_init(|| async {
+                // Listening to the class before loading it: every event committed after the
+                // load reaches the actor (bounded wait; without a subscription the class loads
+                // at once and resyncs when the subscription returns).
+                if let Some(subscribed) = self.bus.watch_class(id) {
+                    let _ = tokio::time::timeout(self.load_timeout(), subscribed).await;
+                }
                 let loaded = ClassroomData::load_within(&self.store, id, self.load_timeout());
                 let Some(data) = loaded.await? else {
                     return Err(NoSuchClassroom.into());
@@ -442,6 +448,24 @@ impl EventSink for Registry {
             // Still loading: it reloads once started.
             None => slot.dirty.store(true, Ordering::Release),
         }
+    }
+
+    /// The class's actor (every class's) reloads at its next check and starts a new stream:
+    /// its dashboards take a snapshot (`ClassroomActor::restart_stream`).
+    fn resync(&self, classroom: Option<ClassroomId>) {
+        let mark = |slot: &ClassroomSlot| slot.dirty.store(true, Ordering::Release);
+        match classroom {
+            Some(id) => {
+                if let Some(slot) = self.classrooms.get(&id) {
+                    mark(&slot);
+                }
+            }
+            None => self.classrooms.iter().for_each(|slot| mark(&slot)),
+        }
+    }
+
+    fn classes(&self) -> Vec<ClassroomId> {
+        self.classrooms.iter().map(|slot| *slot.key()).collect()
     }
 }
 

@@ -77,6 +77,14 @@ impl Auth {
         }
     }
 
+    /// Ended sessions leave the cache (the bus delivers them, from every instance).
+    pub fn session_sink(
+        self: &std::sync::Arc<Self>,
+    ) -> std::sync::Weak<dyn crate::bus::SessionSink> {
+        let sink: std::sync::Arc<dyn crate::bus::SessionSink> = self.clone();
+        std::sync::Arc::downgrade(&sink)
+    }
+
     /// The cookie that carries a new session's token.
     pub fn session_cookie(&self, token: &str) -> Cookie<'static> {
         Cookie::build(SESSION_COOKIE, token.to_owned())
@@ -191,5 +199,15 @@ impl FromRequest for TeacherIdentity {
                 Err(AppError::Forbidden("Réservé aux enseignants.".into()))
             }
         })
+    }
+}
+
+impl crate::bus::SessionSink for Auth {
+    fn session_ended(&self, ended: &crate::bus::SessionEnded) {
+        self.sessions.session_ended(ended);
+    }
+
+    fn sessions_unknown(&self) {
+        self.sessions.sessions_unknown();
     }
 }

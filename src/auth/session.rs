@@ -5,12 +5,12 @@
 //! Checked tokens are cached in memory for `session_cache_ttl_secs`, so that most requests do not
 //! touch the database. Ending a session (logout, reset, removal) drops it from this instance's
 //! cache and from the database at once, and publishes `SessionEnded` on the bus: the sockets bound
-//! to it close at once, on every instance. Other instances' caches notice within the cache TTL
-//! (until the Redis bus broadcasts invalidations to them too).
+//! to it close at once, and every instance's cache drops it (`SessionSink`), on every instance.
+//! A cache that may have missed an invalidation (the Redis subscription was lost) is emptied.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::Identity;
-use crate::bus::{EventBus, SessionEnded};
+use crate::bus::{EventBus, SessionEnded, SessionSink};
 use crate::config::AuthSettings;
 use crate::domain::ids::UserId;
 use crate::domain::time::now_ms;
@@ -53,6 +53,9 @@ pub struct Sessions {
     lifetime_ms: i64,
     cache_ttl: Duration,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Bumped by every invalidation: a lookup that read the database before one does not cache
+    /// what it read (it may be the session just ended).
+    invalidations: AtomicU64,
     last_purge_ms: AtomicI64,
     /// Where ended sessions are announced (to the sockets bound to them).
     bus: std::sync::Arc<dyn EventBus>,
@@ -89,6 +92,7 @@ impl Sessions {
             lifetime_ms: (settings.session_lifetime_hours as i64).saturating_mul(3_600_000),
             cache_ttl: Duration::from_secs(settings.session_cache_ttl_secs),
             cache: Mutex::new(HashMap::new()),
+            invalidations: AtomicU64::new(0),
             last_purge_ms: AtomicI64::new(0),
         }
     }
@@ -128,6 +132,7 @@ impl Sessions {
     /// keeps only its session's hash and checks it again on its heartbeats.
     pub async fn resolve_hash(&self, hash: String) -> anyhow::Result<Option<Identity>> {
         let now = now_ms();
+        let invalidations = self.invalidations.load(Ordering::Acquire);
         if let Some(hit) = self.cache().get(&hash).copied()
             && hit.checked_at.elapsed() < self.cache_ttl
             && hit.expires_at > now
@@ -145,7 +150,9 @@ impl Sessions {
             user_id: record.user_id,
             role: record.role,
         };
-        self.remember(hash, identity, record.expires_at);
+        if self.invalidations.load(Ordering::Acquire) == invalidations {
+            self.remember(hash, identity, record.expires_at);
+        }
         Ok(Some(identity))
     }
 
@@ -169,9 +176,25 @@ impl Sessions {
         );
     }
 
+    /// Drops sessions from this instance's cache (`None`: all of them).
+    fn forget_cached(&self, ended: Option<&SessionEnded>) {
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
+        let mut cache = self.cache();
+        match ended {
+            Some(SessionEnded::Session { token_hash }) => {
+                cache.remove(token_hash);
+            }
+            Some(SessionEnded::User { user_id }) => {
+                cache.retain(|_, c| c.identity.user_id != *user_id);
+            }
+            None => cache.clear(),
+        }
+    }
+
     /// Ends one session (logout, or a new sign-in in the same browser); its sockets close.
     pub async fn end(&self, token: &str) -> anyhow::Result<()> {
         let hash = token_hash(token);
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
         self.cache().remove(&hash);
         self.store.delete_session(&hash).await?;
         self.bus
@@ -181,6 +204,7 @@ impl Sessions {
 
     /// Ends every session of a user (recovery code reset, password change); their sockets close.
     pub async fn end_all_for(&self, user_id: UserId) -> anyhow::Result<()> {
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
         self.cache().retain(|_, c| c.identity.user_id != user_id);
         self.store.delete_user_sessions(user_id).await?;
         self.bus
@@ -192,6 +216,7 @@ impl Sessions {
     /// last class, leaving it, the class purged): drops them from this instance's cache and
     /// closes their sockets.
     pub fn forget_user(&self, user_id: UserId) {
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
         self.cache().retain(|_, c| c.identity.user_id != user_id);
         self.bus
             .publish_session_ended(SessionEnded::User { user_id });
@@ -213,6 +238,17 @@ impl Sessions {
             // Not worth failing a sign-in over: the next purge tries again.
             Err(e) => tracing::warn!(error = format!("{e:#}"), "purging expired sessions"),
         }
+    }
+}
+
+/// Sessions ended on any instance (the bus): dropped from this instance's cache at once.
+impl SessionSink for Sessions {
+    fn session_ended(&self, ended: &SessionEnded) {
+        self.forget_cached(Some(ended));
+    }
+
+    fn sessions_unknown(&self) {
+        self.forget_cached(None);
     }
 }
 

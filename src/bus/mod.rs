@@ -1,19 +1,22 @@
 //! Cross-instance events. Publishing goes only to the bus; local delivery comes back through the
-//! bus's sink, so one instance and many run the same code (the Redis bus, a later feature, will
-//! implement the same trait). Today: `LocalBus`, in-process. Two kinds: what happens in a class
-//! (`ClassEvent`, to the classroom actors) and sessions that ended (`SessionEnded`, to the
-//! sockets bound to them).
+//! bus's sink, so one instance and many run the same code. Two buses: `LocalBus`, in-process (one
+//! instance, `redis.url` empty), and `RedisBus` (`redis`: several instances tied by Redis). Two
+//! kinds of events: what happens in a class (`ClassEvent`, to the classroom actors) and sessions
+//! that ended (`SessionEnded`, to the sockets bound to them and to the session caches).
+
+pub mod redis;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::domain::ids::{AttemptId, ClassroomId, ExerciseId, UserId};
 use crate::domain::progress::{Achievement, Badge, ExerciseProgress};
 
 /// What happens in a class, as its `ClassroomActor`s (one per instance) fold it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ClassEvent {
     AttemptRecorded {
@@ -86,7 +89,7 @@ impl ClassEvent {
 }
 
 /// Where a student is, from their open sockets (several tabs count as one presence).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     pub online: bool,
     /// The exercise the student has open (the last one a tab focused).
@@ -97,7 +100,7 @@ pub struct Presence {
     pub since: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StuckReason {
     /// `ws.stuck_failed_attempts` failed attempts on the exercise, none passed.
@@ -108,7 +111,7 @@ pub enum StuckReason {
 
 /// Sessions that ended (logout, a new sign-in in the same browser, a password change, a recovery
 /// code reset, an account closed): every socket bound to them closes, on every instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SessionEnded {
     /// One session, by the SHA-256 of its token (`auth::session::token_hash`).
@@ -117,15 +120,23 @@ pub enum SessionEnded {
     User { user_id: UserId },
 }
 
-/// Receives the sessions that ended (this instance's sockets).
+/// Receives the sessions that ended (this instance's sockets, and its session cache).
 pub trait SessionSink: Send + Sync {
     fn session_ended(&self, ended: &SessionEnded);
+    /// Ended sessions may have been missed (the Redis subscription was lost): whatever is cached
+    /// about sessions must be checked again.
+    fn sessions_unknown(&self) {}
 }
 
 /// Receives the events published for classes (the actor registry, which hands them to the
 /// classroom actors running on this instance).
 pub trait EventSink: Send + Sync {
     fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>);
+    /// Events of the class (of every class here, `None`) may have been lost on the way: its
+    /// actor reloads from the database and starts a new stream, so its dashboards resync.
+    fn resync(&self, classroom: Option<ClassroomId>);
+    /// The classes whose events this instance needs (an actor runs or loads here).
+    fn classes(&self) -> Vec<ClassroomId>;
 }
 
 pub trait EventBus: Send + Sync + std::fmt::Debug {
@@ -134,8 +145,17 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     fn attach(&self, sink: Weak<dyn EventSink>);
     /// Tells every instance, this one included, that sessions ended.
     fn publish_session_ended(&self, ended: SessionEnded);
-    /// Connects the bus to this instance's sockets (once, at start-up).
+    /// Adds a receiver of ended sessions (this instance's sockets, its session cache), at
+    /// start-up.
     fn attach_sessions(&self, sink: Weak<dyn SessionSink>);
+    /// A class's actor is about to load here: the bus starts listening to the class. Answers
+    /// once it listens (the actor then loads what was committed before any event it will get),
+    /// or `None` when there is nothing to wait for.
+    fn watch_class(&self, _classroom: ClassroomId) -> Option<oneshot::Receiver<()>> {
+        None
+    }
+    /// Stops the bus's tasks (the server is stopping).
+    fn shutdown(&self) {}
     /// What this instance published and received so far (`/metrics`).
     fn stats(&self) -> BusStats;
 }
@@ -143,17 +163,31 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
 /// Events counted by a bus since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BusStats {
-    /// Events this instance published.
+    /// Events this instance published (to Redis: sent).
     pub published: u64,
     /// Events delivered from the bus to this instance's sink.
     pub received: u64,
+    /// Messages dropped because the publish queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages dropped because Redis failed or did not answer in time.
+    pub dropped_redis_error: u64,
+    /// Messages received twice (dropped the second time).
+    pub duplicates: u64,
+    /// Messages that showed earlier ones of their origin were lost.
+    pub gaps: u64,
+    /// Times the subscription came back after being lost.
+    pub reconnects: u64,
+    /// Resyncs asked of this instance's classes (a class, or all of them).
+    pub resyncs: u64,
+    /// Whether the subscription is up (`None`: an in-process bus, nothing to subscribe to).
+    pub subscription_up: Option<bool>,
 }
 
 /// The single-instance bus: delivers synchronously to this instance's sinks.
 #[derive(Default)]
 pub struct LocalBus {
     sink: OnceLock<Weak<dyn EventSink>>,
-    sessions: OnceLock<Weak<dyn SessionSink>>,
+    sessions: std::sync::Mutex<Vec<Weak<dyn SessionSink>>>,
     published: AtomicU64,
     received: AtomicU64,
 }
@@ -178,19 +212,25 @@ impl EventBus for LocalBus {
     }
 
     fn publish_session_ended(&self, ended: SessionEnded) {
-        if let Some(sink) = self.sessions.get().and_then(Weak::upgrade) {
+        let sinks: Vec<_> = {
+            let sinks = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sinks.iter().filter_map(Weak::upgrade).collect()
+        };
+        for sink in sinks {
             sink.session_ended(&ended);
         }
     }
 
     fn attach_sessions(&self, sink: Weak<dyn SessionSink>) {
-        let _ = self.sessions.set(sink);
+        let mut sinks = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sinks.push(sink);
     }
 
     fn stats(&self) -> BusStats {
         BusStats {
             published: self.published.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
+            ..BusStats::default()
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{ExerciseId, HintId, UserId};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExerciseProgress {
     pub attempts: i32,
     pub failed_attempts: i32,

@@ -40,16 +40,23 @@ fn not_ready() -> AppError {
     }
 }
 
-/// The ready answer, with Redis's state when a cluster is configured.
+/// The ready answer, with Redis's state when a cluster is configured: degraded when Redis does
+/// not answer, or when this instance's bus subscription is down (it hears nothing from the other
+/// instances until it is back).
 async fn with_redis(state: &AppState) -> serde_json::Value {
     let Some(cluster) = &state.cluster else {
         return json!({ "status": "ready", "database": "ok" });
     };
+    let subscribed = state.registry.bus_stats().subscription_up != Some(false);
+    let bus = if subscribed { "subscribed" } else { "down" };
     match cluster.ping().await {
-        Ok(()) => json!({ "status": "ready", "database": "ok", "redis": "ok" }),
+        Ok(()) if subscribed => {
+            json!({ "status": "ready", "database": "ok", "redis": "ok", "bus": bus })
+        }
+        Ok(()) => json!({ "status": "degraded", "database": "ok", "redis": "ok", "bus": bus }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: Redis unreachable, serving this instance's clients only");
-            json!({ "status": "degraded", "database": "ok", "redis": "unreachable" })
+            json!({ "status": "degraded", "database": "ok", "redis": "unreachable", "bus": bus })
         }
     }
 }

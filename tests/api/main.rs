@@ -19,6 +19,7 @@ mod pages;
 mod pg_tcp;
 mod raw_client;
 mod raw_ws;
+mod redis_bus;
 mod redis_limits;
 mod security;
 mod startup;
