@@ -73,6 +73,7 @@ impl Application {
         // One bus for the class events (to the actors) and the ended sessions (to the sockets).
         let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
         let actors = ActorSystem::start(store.clone(), &settings, bus.clone(), &metrics)?;
+        actors.registry.attach_cluster(cluster.as_ref());
         let grader = Grader::start(
             settings.grading.sql_threads,
             settings.grading.sql_queue,

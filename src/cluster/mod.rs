@@ -6,6 +6,8 @@
 //! `redis.command_timeout_ms` (the pool wait included), and an error never blocks a caller: what
 //! uses Redis degrades to this instance's own view and says so (`/readyz`, `/metrics`).
 
+pub mod students;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

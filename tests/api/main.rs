@@ -19,6 +19,7 @@ mod pages;
 mod pg_tcp;
 mod raw_client;
 mod raw_ws;
+mod redis_owner;
 mod security;
 mod startup;
 mod submissions;

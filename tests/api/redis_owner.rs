@@ -1,0 +1,256 @@
+//! One student on two instances (issue 13, "One owner per student"): whatever instance computes a
+//! change, the database takes it only on the state it was computed from (`student_stats.version`),
+//! so two tabs on two instances submitting at once end with the XP one instance would compute,
+//! each badge once and every acknowledged attempt stored once; with Redis, the answers reach the
+//! student's sockets on every instance.
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+
+use crate::both_backends;
+use crate::helpers::{Backend, OtherInstance, TestApp, TestDb, TestUser, eventually, metric};
+use crate::submissions::{class_with_students, exercises, new_attempt_id, submit};
+
+/// Settings for one test: its own Redis key prefix (tests share the one Redis), or no Redis.
+fn settings(db: &TestDb, redis: bool) -> nsi_live::config::Settings {
+    let mut settings = db.settings();
+    if redis {
+        settings.redis.url = secrecy::SecretString::from(crate::health::test_redis_url());
+        settings.redis.key_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    }
+    settings
+}
+
+/// What the database holds of one student, checked against the rules: the XP is the sum of the
+/// first-pass rewards and the achievements' bonuses (whatever order the attempts came in), equals
+/// the sum of what the stored attempts awarded, and each exercise's counters count its attempts.
+async fn assert_consistent(db: &TestDb, student: i64, rewards: &BTreeMap<i64, i64>) -> i64 {
+    let xp = db
+        .scalar(&format!(
+            "SELECT COALESCE(MAX(xp), 0) FROM student_stats WHERE student_id = {student}"
+        ))
+        .await;
+    let awarded = db
+        .scalar(&format!(
+            "SELECT CAST(COALESCE(SUM(xp_awarded), 0) AS BIGINT) FROM attempts WHERE student_id = {student}"
+        ))
+        .await;
+    let bonuses = db
+        .scalar(&format!(
+            "SELECT CAST(COALESCE(SUM(xp_awarded), 0) AS BIGINT) FROM student_achievements
+             WHERE student_id = {student}"
+        ))
+        .await;
+    let mut first_passes = 0;
+    for (exercise, reward) in rewards {
+        let passed = db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM progress WHERE student_id = {student}
+                 AND exercise_id = {exercise} AND passed"
+            ))
+            .await;
+        first_passes += passed * reward;
+        let counted = db
+            .scalar(&format!(
+                "SELECT COALESCE(MAX(attempts), 0) FROM progress
+                 WHERE student_id = {student} AND exercise_id = {exercise}"
+            ))
+            .await;
+        let stored = db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM attempts WHERE student_id = {student}
+                 AND exercise_id = {exercise}"
+            ))
+            .await;
+        assert_eq!(
+            counted, stored,
+            "exercise {exercise}: progress counts every attempt"
+        );
+    }
+    assert_eq!(
+        xp,
+        first_passes + bonuses,
+        "XP = first-pass rewards + bonuses"
+    );
+    assert_eq!(xp, awarded, "XP = what the stored attempts awarded");
+    xp
+}
+
+/// `rounds` pairs of attempts, each pair sent at once, one on each instance (the same exercise
+/// in every other pair). Returns the attempt ids answered 200 and their answers.
+async fn submit_on_both(
+    on_a: &TestUser,
+    on_b: &TestUser,
+    all: &[(i64, i64)],
+    rounds: usize,
+) -> Vec<(String, Value)> {
+    let mut acknowledged = Vec::new();
+    for round in 0..rounds {
+        let first = all[round % all.len()].0;
+        let second = if round % 2 == 0 {
+            first
+        } else {
+            all[(round + 1) % all.len()].0
+        };
+        let passed = round % 3 != 2;
+        let sends = [(on_a, first), (on_b, second)].map(|(user, exercise)| {
+            let id = new_attempt_id();
+            let body = json!({ "attempt_id": id, "passed": passed, "score": 100 });
+            async move { (id, submit(user, exercise, body).await) }
+        });
+        for (id, (status, answer)) in join_all(sends).await {
+            match status {
+                200 => acknowledged.push((id, answer)),
+                // A change computed again too often answers 503: the client resends.
+                503 => assert_eq!(answer["error"], "unavailable", "{answer}"),
+                _ => panic!("unexpected {status}: {answer}"),
+            }
+        }
+    }
+    acknowledged
+}
+
+async fn two_tabs_on_two_instances(backend: Backend, redis: bool) {
+    let db = TestDb::new(backend).await;
+    let settings = settings(&db, redis);
+    let app = TestApp::spawn_with(db, settings.clone()).await;
+    let other = OtherInstance::start(settings).await;
+    let (_teacher, _class, students) = class_with_students(&app, 1).await;
+    let on_a = &students[0];
+    let mut on_b = app.same_browser(on_a);
+    on_b.address = other.address.clone();
+    let all: Vec<(i64, i64)> = exercises(&app).await.into_iter().take(6).collect();
+    let rewards: BTreeMap<i64, i64> = all.iter().copied().collect();
+
+    let acknowledged = submit_on_both(on_a, &on_b, &all, 24).await;
+    assert!(acknowledged.len() >= 24, "most attempts acknowledged");
+
+    // Every acknowledged attempt is stored, once, with the answer it got.
+    for (id, answer) in &acknowledged {
+        let stored = app
+            .db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM attempts WHERE attempt_id = '{id}'"
+            ))
+            .await;
+        assert_eq!(stored, 1, "{answer}");
+    }
+    // Each exercise passed once as a first pass, whatever instance said it.
+    let mut first: HashSet<i64> = HashSet::new();
+    for (_, answer) in &acknowledged {
+        if answer["first_pass"] == true {
+            let exercise = answer["exercise_id"].as_i64().unwrap();
+            assert!(first.insert(exercise), "two first passes of {exercise}");
+        }
+    }
+    let xp = assert_consistent(&app.db, on_a.id, &rewards).await;
+    // The last answer on each side tells an XP the database had then; the highest is the total.
+    let told = acknowledged
+        .iter()
+        .map(|(_, a)| a["total_xp"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(told, xp);
+    // Badges: each once (primary key), and the ones the XP earns.
+    let badges = app
+        .db
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM student_badges WHERE student_id = {}",
+            on_a.id
+        ))
+        .await;
+    let announced: usize = acknowledged
+        .iter()
+        .map(|(_, a)| a["new_badges"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(badges as usize, announced, "each badge announced once");
+
+    // Both instances tell that XP (the other one after hearing of the change, or its next one).
+    if redis {
+        eventually("both instances show the stored XP", || async {
+            let a = on_a.get_json("/api/v1/me/progress", 200).await;
+            let b = on_b.get_json("/api/v1/me/progress", 200).await;
+            a["xp"] == xp && b["xp"] == xp
+        })
+        .await;
+    }
+    let stale = metric(&app, STALE).await + metric_of(&other.address, STALE).await;
+    eprintln!(
+        "{backend:?} redis={redis}: {} attempts, {stale} computed again",
+        acknowledged.len()
+    );
+    other.stop().await;
+}
+
+both_backends!(
+    two_tabs_on_two_instances_make_one_xp_with_redis,
+    |backend| async move {
+        for _ in 0..3 {
+            two_tabs_on_two_instances(backend, true).await;
+        }
+    }
+);
+
+both_backends!(
+    two_tabs_on_two_instances_make_one_xp_without_redis,
+    |backend| async move {
+        for _ in 0..2 {
+            two_tabs_on_two_instances(backend, false).await;
+        }
+    }
+);
+
+// The database refuses a change computed on a stale base: the instance that did not hear of
+// the other's change computes it again from the stored state (no 503, no lost XP).
+both_backends!(
+    a_change_on_a_stale_base_is_computed_again,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let settings = settings(&db, false);
+        let app = TestApp::spawn_with(db, settings.clone()).await;
+        let other = OtherInstance::start(settings).await;
+        let (_teacher, _class, students) = class_with_students(&app, 1).await;
+        let on_a = &students[0];
+        let mut on_b = app.same_browser(on_a);
+        on_b.address = other.address.clone();
+        let all = exercises(&app).await;
+        let rewards: BTreeMap<i64, i64> = all.iter().take(2).copied().collect();
+        // Both instances load the student (XP 0).
+        on_a.get_json("/api/v1/me/progress", 200).await;
+        on_b.get_json("/api/v1/me/progress", 200).await;
+        let pass = |id: &str| json!({ "attempt_id": id, "passed": true, "score": 50 });
+        let (status, first) = submit(on_a, all[0].0, pass(&new_attempt_id())).await;
+        assert_eq!(status, 200, "{first}");
+        let after_first = first["total_xp"].as_i64().unwrap();
+        assert!(after_first >= all[0].1, "{first}");
+        // B still holds XP 0; its change is refused by the database, then computed again.
+        let (status, second) = submit(&on_b, all[1].0, pass(&new_attempt_id())).await;
+        assert_eq!(status, 200, "{second}");
+        // Computed on the stored state: A's first pass and its achievement are not given again.
+        assert_eq!(second["total_xp"], after_first + all[1].1, "{second}");
+        assert_eq!(second["new_achievements"], json!([]), "{second}");
+        assert_eq!(
+            assert_consistent(&app.db, on_a.id, &rewards).await,
+            second["total_xp"]
+        );
+        let stale = metric_of(&other.address, STALE).await;
+        assert!(stale >= 1.0, "the stale change was counted: {stale}");
+        other.stop().await;
+    }
+);
+
+const STALE: &str = "nsi_writer_stale_total";
+
+/// `helpers::metric` for an `OtherInstance`.
+async fn metric_of(address: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} missing in /metrics:\n{text}"))
+}
