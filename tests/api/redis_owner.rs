@@ -254,3 +254,126 @@ async fn metric_of(address: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{series} missing in /metrics:\n{text}"))
 }
+
+/// A student socket on any instance (`ws::student_socket` takes a `TestApp`).
+async fn student_socket_at(address: &str, token: &str) -> crate::ws::Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut request = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    let cookie = format!("nsi_session={token}");
+    headers.insert("cookie", HeaderValue::from_str(&cookie).unwrap());
+    headers.insert("origin", HeaderValue::from_str(address).unwrap());
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (stream, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .expect("socket opens");
+    let mut ws = crate::ws::Ws { stream };
+    ws.expect("welcome").await;
+    ws.expect("progress").await;
+    ws
+}
+
+both_backends!(
+    a_submit_on_one_instance_reaches_the_socket_on_the_other,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let settings = settings(&db, true);
+        let app = TestApp::spawn_with(db, settings.clone()).await;
+        let other = OtherInstance::start(settings).await;
+        let (_teacher, _token, class) = crate::ws::new_class(&app).await;
+        let (student, token) = crate::ws::student(&app, &class).await;
+        let all = exercises(&app).await;
+        crate::ws::exercises(&app, usize::MAX).await; // the slugs, for socket submits
+        let mut on_a = student_socket_at(&app.address, &token).await;
+        let mut on_b = student_socket_at(&other.address, &token).await;
+
+        // HTTP on A: the socket on B gets the result (and the one on A too).
+        let id = new_attempt_id();
+        let body = json!({ "attempt_id": id, "passed": true, "score": 100 });
+        let (status, answer) = submit(&student, all[0].0, body).await;
+        assert_eq!(status, 200, "{answer}");
+        for ws in [&mut on_a, &mut on_b] {
+            let result = ws
+                .until("the result", |m| {
+                    m["type"] == "result" && m["attempt_id"] == id
+                })
+                .await;
+            assert_eq!(result["total_xp"], answer["total_xp"], "{result}");
+        }
+
+        // A socket submit on B: the socket on A gets it, B's answer is computed on A's change.
+        let (id, msg) = crate::ws::submit_msg(all[1].0, false);
+        on_b.send(msg).await;
+        let mine = on_b
+            .until("its answer", |m| {
+                m["type"] == "result" && m["attempt_id"] == id
+            })
+            .await;
+        assert_eq!(mine["total_xp"], answer["total_xp"], "{mine}");
+        let pushed = on_a
+            .until("the push", |m| {
+                m["type"] == "result" && m["attempt_id"] == id
+            })
+            .await;
+        assert_eq!(pushed, mine);
+
+        // B hears of A's changes: its reads show the stored XP.
+        let mut on_b_http = app.same_browser(&student);
+        on_b_http.address = other.address.clone();
+        let progress = on_b_http.get_json("/api/v1/me/progress", 200).await;
+        assert_eq!(progress["xp"], answer["total_xp"], "{progress}");
+        let received = metric_of(
+            &other.address,
+            "nsi_cluster_student_news_total{event=\"received\"}",
+        )
+        .await;
+        assert!(received >= 1.0, "{received}");
+        other.stop().await;
+    }
+);
+
+both_backends!(
+    an_instance_that_stops_leaves_the_xp_right,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let settings = settings(&db, true);
+        let app = TestApp::spawn_with(db, settings.clone()).await;
+        let other = OtherInstance::start(settings).await;
+        let (_teacher, _class, students) = class_with_students(&app, 1).await;
+        let on_a = &students[0];
+        let mut on_b = app.same_browser(on_a);
+        on_b.address = other.address.clone();
+        let all: Vec<(i64, i64)> = exercises(&app).await.into_iter().take(6).collect();
+        let rewards: BTreeMap<i64, i64> = all.iter().copied().collect();
+        let mut acknowledged = submit_on_both(on_a, &on_b, &all[..3], 6).await;
+        // B goes away (as at a deploy); the student goes on on A.
+        other.stop().await;
+        for (exercise, _) in &all[3..] {
+            let id = new_attempt_id();
+            let body = json!({ "attempt_id": id, "passed": true, "score": 90 });
+            let (status, answer) = submit(on_a, *exercise, body).await;
+            assert_eq!(status, 200, "{answer}");
+            acknowledged.push((id, answer));
+        }
+        let xp = assert_consistent(&app.db, on_a.id, &rewards).await;
+        let last = &acknowledged.last().unwrap().1;
+        assert_eq!(last["total_xp"], xp, "{last}");
+        let progress = on_a.get_json("/api/v1/me/progress", 200).await;
+        assert_eq!(progress["xp"], xp, "{progress}");
+        for (id, _) in &acknowledged {
+            let stored = app
+                .db
+                .scalar(&format!(
+                    "SELECT COUNT(*) FROM attempts WHERE attempt_id = '{id}'"
+                ))
+                .await;
+            assert_eq!(stored, 1);
+        }
+    }
+);
