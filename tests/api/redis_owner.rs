@@ -22,6 +22,21 @@ fn settings(db: &TestDb, redis: bool) -> nsi_live::config::Settings {
     settings
 }
 
+/// Redis set but away: nothing listens on port 1.
+fn settings_redis_away(db: &TestDb) -> nsi_live::config::Settings {
+    let mut settings = db.settings();
+    settings.redis.url = secrecy::SecretString::from("redis://127.0.0.1:1".to_owned());
+    settings.redis.key_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    settings
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redis {
+    Up,
+    Unset,
+    Away,
+}
+
 /// What the database holds of one student, checked against the rules: the XP is the sum of the
 /// first-pass rewards and the achievements' bonuses (whatever order the attempts came in), equals
 /// the sum of what the stored attempts awarded, and each exercise's counters count its attempts.
@@ -111,9 +126,14 @@ async fn submit_on_both(
     acknowledged
 }
 
-async fn two_tabs_on_two_instances(backend: Backend, redis: bool) {
+async fn two_tabs_on_two_instances(backend: Backend, mode: Redis) {
     let db = TestDb::new(backend).await;
-    let settings = settings(&db, redis);
+    let settings = match mode {
+        Redis::Up => settings(&db, true),
+        Redis::Unset => settings(&db, false),
+        Redis::Away => settings_redis_away(&db),
+    };
+    let redis = mode == Redis::Up;
     let app = TestApp::spawn_with(db, settings.clone()).await;
     let other = OtherInstance::start(settings).await;
     let (_teacher, _class, students) = class_with_students(&app, 1).await;
@@ -177,9 +197,17 @@ async fn two_tabs_on_two_instances(backend: Backend, redis: bool) {
     }
     let stale = metric(&app, STALE).await + metric_of(&other.address, STALE).await;
     eprintln!(
-        "{backend:?} redis={redis}: {} attempts, {stale} computed again",
+        "{backend:?} {mode:?}: {} attempts, {stale} computed again",
         acknowledged.len()
     );
+    if mode == Redis::Away {
+        // The news could not be published: dropped and counted, nothing waited.
+        let dropped = "nsi_cluster_student_news_total{event=\"dropped\"}";
+        eventually("the lost news is counted", || async {
+            metric(&app, dropped).await >= 1.0
+        })
+        .await;
+    }
     other.stop().await;
 }
 
@@ -187,8 +215,61 @@ both_backends!(
     two_tabs_on_two_instances_make_one_xp_with_redis,
     |backend| async move {
         for _ in 0..3 {
-            two_tabs_on_two_instances(backend, true).await;
+            two_tabs_on_two_instances(backend, Redis::Up).await;
         }
+    }
+);
+
+both_backends!(
+    two_tabs_on_two_instances_make_one_xp_with_redis_away,
+    |backend| async move { two_tabs_on_two_instances(backend, Redis::Away).await }
+);
+
+// A hint revealed on A, then on B whose actor still holds the state before it: B's reveal is
+// refused as stale, computed again on the stored state, and costs nothing the second time.
+both_backends!(
+    a_hint_revealed_on_two_instances_costs_once,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let settings = settings(&db, false);
+        let app = TestApp::spawn_with(db, settings.clone()).await;
+        let other = OtherInstance::start(settings).await;
+        let (_teacher, _class, students) = class_with_students(&app, 1).await;
+        let on_a = &students[0];
+        let mut on_b = app.same_browser(on_a);
+        on_b.address = other.address.clone();
+        let mut hint = None;
+        for (ex, _) in exercises(&app).await {
+            let e = app.get_json(&format!("/api/v1/exercises/{ex}"), 200).await;
+            if let Some(h) = e["hints"].as_array().and_then(|h| h.first()) {
+                hint = Some((ex, h["id"].as_i64().unwrap()));
+                break;
+            }
+        }
+        let (ex, hint_id) = hint.expect("an exercise with a hint");
+        let body = json!({ "attempt_id": new_attempt_id(), "passed": true, "score": 50 });
+        let (status, answer) = submit(on_a, ex, body).await;
+        assert_eq!(status, 200, "{answer}");
+        // B loads the student now (with the XP), then A reveals the hint.
+        let progress = on_b.get_json("/api/v1/me/progress", 200).await;
+        assert_eq!(progress["xp"], answer["total_xp"]);
+        let path = format!("/api/v1/hints/{hint_id}/reveal");
+        let first = on_a.post_json(&path, &json!({}), 200).await;
+        assert_eq!(first["already_revealed"], false, "{first}");
+        let again = on_b.post_json(&path, &json!({}), 200).await;
+        assert_eq!(again["already_revealed"], true, "{again}");
+        assert_eq!(again["xp_spent"], 0, "{again}");
+        assert_eq!(again["total_xp"], first["total_xp"], "{again}");
+        let xp = app
+            .db
+            .scalar(&format!(
+                "SELECT xp FROM student_stats WHERE student_id = {}",
+                on_a.id
+            ))
+            .await;
+        assert_eq!(json!(xp), first["total_xp"]);
+        assert!(metric_of(&other.address, STALE).await >= 1.0);
+        other.stop().await;
     }
 );
 
@@ -196,7 +277,7 @@ both_backends!(
     two_tabs_on_two_instances_make_one_xp_without_redis,
     |backend| async move {
         for _ in 0..2 {
-            two_tabs_on_two_instances(backend, false).await;
+            two_tabs_on_two_instances(backend, Redis::Unset).await;
         }
     }
 );
@@ -375,5 +456,120 @@ both_backends!(
                 .await;
             assert_eq!(stored, 1);
         }
+    }
+);
+
+/// A private redis-server on a free port, to stop and start again.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> PrivateRedis {
+        let mut command = std::process::Command::new("redis-server");
+        command
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null());
+        // Owned at once: `Drop` kills and reaps it, even if it never listens.
+        let redis = PrivateRedis {
+            port,
+            child: command.spawn().expect("redis-server starts"),
+        };
+        for _ in 0..250 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return redis;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+both_backends!(
+    pushes_come_back_after_a_redis_restart,
+    |backend| async move {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let redis = PrivateRedis::start(port).await;
+        let db = TestDb::new(backend).await;
+        let mut settings = settings(&db, true);
+        settings.redis.url = secrecy::SecretString::from(format!("redis://127.0.0.1:{port}"));
+        let app = TestApp::spawn_with(db, settings.clone()).await;
+        let other = OtherInstance::start(settings).await;
+        let (_teacher, _token, class) = crate::ws::new_class(&app).await;
+        let (student, token) = crate::ws::student(&app, &class).await;
+        let all = exercises(&app).await;
+        let mut on_b = student_socket_at(&other.address, &token).await;
+        let reconnects = "nsi_cluster_student_news_total{event=\"reconnects\"}";
+
+        // Redis goes away, and comes back on the same port.
+        let port = redis.stop();
+        let (status, answer) = submit(
+            &student,
+            all[0].0,
+            json!({ "attempt_id": new_attempt_id(), "passed": true, "score": 100 }),
+        )
+        .await;
+        assert_eq!(status, 200, "submissions go on without Redis: {answer}");
+        let _redis = PrivateRedis::start(port).await;
+        eventually("B listens again", || async {
+            metric_of(&other.address, reconnects).await >= 1.0
+        })
+        .await;
+        // B refreshed on reconnect: it shows the attempt it could not hear of.
+        let mut on_b_http = app.same_browser(&student);
+        on_b_http.address = other.address.clone();
+        eventually("B shows the attempt it could not hear of", || async {
+            let progress = on_b_http.get_json("/api/v1/me/progress", 200).await;
+            progress["xp"] == answer["total_xp"]
+        })
+        .await;
+        // A's news reaches B again (A's publisher gets a fresh connection).
+        let mut pushed = false;
+        for _ in 0..5 {
+            let id = new_attempt_id();
+            let body = json!({ "attempt_id": id, "passed": false, "score": 10 });
+            let (status, answer) = submit(&student, all[1].0, body).await;
+            assert_eq!(status, 200, "{answer}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while let Some(m) = on_b
+                .try_next(deadline.saturating_duration_since(std::time::Instant::now()))
+                .await
+            {
+                pushed |= m["type"] == "result" && m["attempt_id"] == id;
+            }
+            if pushed {
+                break;
+            }
+        }
+        assert!(pushed, "a push reached B after the restart");
+        other.stop().await;
     }
 );
