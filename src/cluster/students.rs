@@ -107,6 +107,54 @@ impl StudentLink {
         }
     }
 
+    /// Records (`online`) or removes this instance among those holding the student's sockets:
+    /// `{prefix}:online:{student}`, a sorted set of instance ids scored by when their record
+    /// expires (`ttl` from now; refreshed while the sockets are open, so a crashed instance stops
+    /// counting). Errors are returned to be ignored: presence then falls back to this instance.
+    pub async fn mark_online(
+        &self,
+        student: i64,
+        online: bool,
+        ttl: Duration,
+    ) -> Result<(), super::ClusterError> {
+        let key = self.cluster.key(&format!("online:{student}"));
+        let me = self.cluster.instance_id().to_owned();
+        let expires = crate::domain::time::now_ms() + ttl.as_millis() as i64;
+        self.cluster
+            .run(|mut conn| async move {
+                let mut pipe = redis::pipe();
+                if online {
+                    pipe.cmd("ZADD").arg(&key).arg(expires).arg(&me).ignore();
+                    pipe.cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(ttl.as_millis() as u64)
+                        .ignore();
+                } else {
+                    pipe.cmd("ZREM").arg(&key).arg(&me).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await
+            })
+            .await
+    }
+
+    /// Whether another instance holds a socket of the student (a record not expired).
+    pub async fn online_elsewhere(&self, student: i64) -> Result<bool, super::ClusterError> {
+        let key = self.cluster.key(&format!("online:{student}"));
+        let now = crate::domain::time::now_ms();
+        let holders: Vec<String> = self
+            .cluster
+            .run(|mut conn| async move {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(now)
+                    .arg("+inf")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(holders.iter().any(|h| h != self.cluster.instance_id()))
+    }
+
     pub fn stats(&self) -> &StudentLinkStats {
         &self.stats
     }

@@ -336,12 +336,12 @@ async fn metric_of(address: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} missing in /metrics:\n{text}"))
 }
 
-/// A student socket on any instance (`ws::student_socket` takes a `TestApp`).
-async fn student_socket_at(address: &str, token: &str) -> crate::ws::Ws {
+/// A socket on any instance (`ws::connect` takes a `TestApp`).
+async fn socket_at(address: &str, path: &str, token: &str) -> crate::ws::Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::http::HeaderValue;
     let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
-    let mut request = format!("ws://127.0.0.1:{port}/ws")
+    let mut request = format!("ws://127.0.0.1:{port}{path}")
         .into_client_request()
         .unwrap();
     let headers = request.headers_mut();
@@ -356,6 +356,12 @@ async fn student_socket_at(address: &str, token: &str) -> crate::ws::Ws {
         .expect("socket opens");
     let mut ws = crate::ws::Ws { stream };
     ws.expect("welcome").await;
+    ws
+}
+
+/// A student socket on any instance, its progress read.
+async fn student_socket_at(address: &str, token: &str) -> crate::ws::Ws {
+    let mut ws = socket_at(address, "/ws", token).await;
     ws.expect("progress").await;
     ws
 }
@@ -570,6 +576,55 @@ both_backends!(
             }
         }
         assert!(pushed, "a push reached B after the restart");
+        other.stop().await;
+    }
+);
+
+// Tabs on A and B, a dashboard on B: B's tab closing leaves the student online (A holds one);
+// A's closing then makes them offline, on B's dashboard too.
+both_backends!(
+    a_student_online_on_any_instance_is_online,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let settings = settings(&db, true);
+        let app = TestApp::spawn_with(db, settings.clone()).await;
+        let other = OtherInstance::start(settings).await;
+        let (_teacher, teacher_token, class) = crate::ws::new_class(&app).await;
+        let (student, token) = crate::ws::student(&app, &class).await;
+        let mut dash = socket_at(
+            &other.address,
+            &crate::ws::dashboard(&class),
+            &teacher_token,
+        )
+        .await;
+        dash.expect("snapshot").await;
+        let mut on_b = student_socket_at(&other.address, &token).await;
+        let online = dash.delta("presence_changed").await;
+        assert_eq!(online["student_id"], student.id);
+        assert_eq!(online["online"], true);
+        let on_a = student_socket_at(&app.address, &token).await;
+        // A's record is written when its tab opens (`eventually`: the write is not awaited).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        on_b.stream.close(None).await.expect("close");
+        drop(on_b);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+        while let Some(m) = dash
+            .try_next(deadline.saturating_duration_since(std::time::Instant::now()))
+            .await
+        {
+            assert!(
+                !(m["kind"] == "presence_changed" && m["online"] == false),
+                "offline while a tab is open on A: {m}"
+            );
+        }
+
+        let mut on_a = on_a;
+        on_a.stream.close(None).await.expect("close");
+        drop(on_a);
+        let offline = dash.delta("presence_changed").await;
+        assert_eq!(offline["student_id"], student.id);
+        assert_eq!(offline["online"], false);
         other.stop().await;
     }
 );

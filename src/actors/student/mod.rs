@@ -22,6 +22,7 @@ mod messages;
 mod presence;
 mod rate;
 mod reload;
+mod shared_presence;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
@@ -84,6 +85,8 @@ pub struct StudentActor {
     version: i64,
     /// Another instance changed the student's state: reload before the next change.
     refresh_wanted: bool,
+    /// Offline here, but "offline" waits until no other instance holds a socket.
+    offline_pending: bool,
     classrooms: Vec<ClassroomId>,
     writer: WriterHandle,
     registry: Weak<Registry>,
@@ -148,6 +151,7 @@ impl StudentActor {
             progress,
             version: 0,
             refresh_wanted: false,
+            offline_pending: false,
             classrooms,
             writer: config.writer,
             registry: config.registry,
@@ -204,7 +208,10 @@ impl StudentActor {
 
     /// A reload that keeps failing does not keep an idle actor: a new one loads afresh.
     pub(super) fn has_unflushed_work(&self) -> bool {
-        (self.busy && !self.reload_failing) || !self.queue.is_empty() || !self.waiting.is_empty()
+        (self.busy && !self.reload_failing)
+            || !self.queue.is_empty()
+            || !self.waiting.is_empty()
+            || self.offline_pending
     }
 }
 
@@ -212,6 +219,7 @@ impl Actor for StudentActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.start_shared_presence(ctx);
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
         let stuck_every =
             (self.stuck_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
