@@ -353,6 +353,23 @@ impl Collector for Levels {
             "Class reloads asked while one was running (each runs again after it).",
             self.actors.reloads_queued() as f64,
         )?;
+        if let Some(link) = self.actors.student_link() {
+            let stats = link.stats();
+            let read = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64;
+            counters(
+                e,
+                "nsi_cluster_student_news",
+                "News of students' changes between instances (Redis): published, received from \
+                 the other instances, dropped (queue full or Redis failing), listener reconnects.",
+                "event",
+                &[
+                    ("published", read(&stats.published)),
+                    ("received", read(&stats.received)),
+                    ("dropped", read(&stats.dropped)),
+                    ("reconnects", read(&stats.reconnects)),
+                ],
+            )?;
+        }
         gauge(
             e,
             "nsi_writer_queue_depth",

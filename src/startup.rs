@@ -98,6 +98,7 @@ impl Application {
             &metrics,
             limits.clone(),
         )?;
+        actors.registry.attach_cluster(cluster.as_ref());
         let grader = Grader::start(
             settings.grading.sql_threads,
             settings.grading.sql_queue,

@@ -4,7 +4,7 @@
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use actix::dev::ToEnvelope;
@@ -14,10 +14,14 @@ use tokio::sync::OnceCell;
 
 use super::classroom::{Apply, ClassroomActor, ClassroomActorConfig, ClassroomData, Reload};
 use super::runtime::ActorRuntime;
-use super::student::{ReloadClassrooms, StudentActor, StudentActorConfig};
+use super::student::{
+    ReloadClassrooms, StudentActor, StudentActorConfig, StudentChanged, SubmitAnswer,
+};
 use super::writer::WriterHandle;
 use crate::bus::{BusStats, ClassEvent, EventBus, EventSink, Presence};
+use crate::cluster::Cluster;
 use crate::cluster::limits::SharedLimits;
+use crate::cluster::students::{StudentLink, StudentNews, StudentNewsSink};
 use crate::config::{ActorSettings, Settings, SubmissionSettings, WsSettings};
 use crate::domain::ids::{ClassroomId, UserId};
 use crate::error::AppError;
@@ -56,6 +60,8 @@ pub struct Registry {
     student_reload_failures: AtomicU64,
     /// Class reloads asked while one was running (each runs after it).
     classroom_reloads_queued: AtomicU64,
+    /// With Redis: the news of students' changes between instances (`attach_cluster`).
+    student_link: OnceLock<Arc<StudentLink>>,
 }
 
 /// Which actor's reload failed (`Registry::count_reload_failure`).
@@ -104,10 +110,37 @@ impl Registry {
             classroom_reload_failures: AtomicU64::new(0),
             student_reload_failures: AtomicU64::new(0),
             classroom_reloads_queued: AtomicU64::new(0),
+            student_link: OnceLock::new(),
         });
         let sink: Weak<dyn EventSink> = Arc::downgrade(&registry) as Weak<dyn EventSink>;
         registry.bus.attach(sink);
         registry
+    }
+
+    /// With Redis (`cluster`), tells the other instances of each change of a student's state
+    /// committed here and hears theirs (`cluster::students`). Call once, on the tokio runtime.
+    pub fn attach_cluster(self: &Arc<Self>, cluster: Option<&Arc<Cluster>>) {
+        if let Some(cluster) = cluster {
+            let sink = Arc::downgrade(self) as Weak<dyn StudentNewsSink>;
+            let link = StudentLink::start(cluster.clone(), sink);
+            if let Err(link) = self.student_link.set(link) {
+                link.stop();
+            }
+        }
+    }
+
+    /// The student link, when Redis is set (`/metrics`).
+    pub fn student_link(&self) -> Option<&Arc<StudentLink>> {
+        self.student_link.get()
+    }
+
+    /// A change of the student's state committed here: the other instances' actors of that
+    /// student reload, and push `answer` to the sockets they hold. Never waits.
+    pub fn tell_student_changed(&self, student: UserId, answer: Option<&SubmitAnswer>) {
+        if let Some(link) = self.student_link.get() {
+            let answer = answer.and_then(|a| serde_json::to_string(a).ok());
+            link.tell(student.0, answer);
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -185,12 +218,12 @@ impl Registry {
         let addr = cell
             .get_or_try_init(|| async {
                 let loading = async {
-                    let progress = self.store.load_student_progress(id).await?;
+                    let state = self.store.load_student_state(id).await?;
                     let classrooms = self.store.student_classroom_ids(id).await?;
                     let recent = self.recent_attempt_times(id).await?;
-                    Ok::<_, anyhow::Error>((progress, classrooms, recent))
+                    Ok::<_, anyhow::Error>((state, classrooms, recent))
                 };
-                let (progress, classrooms, recent) =
+                let ((progress, version), classrooms, recent) =
                     tokio::time::timeout(self.load_timeout(), loading)
                         .await
                         .map_err(|_| LoadTimedOut)??;
@@ -207,7 +240,8 @@ impl Registry {
                     presence_interval: Duration::from_millis(self.ws.presence_interval_ms),
                 };
                 let capacity = self.actors.mailbox_capacity;
-                let actor = StudentActor::new(progress, classrooms, recent, config);
+                let actor =
+                    StudentActor::new(progress, classrooms, recent, config).at_version(version);
                 Ok::<_, anyhow::Error>(StudentActor::start_in_arbiter(
                     &self.arbiter(("student", id)),
                     move |ctx| {
@@ -424,6 +458,9 @@ impl Registry {
 
     /// Stops every actor (after the writer has committed everything they handed it).
     pub fn shutdown(&self) {
+        if let Some(link) = self.student_link.get() {
+            link.stop();
+        }
         self.students.clear();
         self.classrooms.clear();
         let mut runtime = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
@@ -466,6 +503,32 @@ impl EventSink for Registry {
 
     fn classes(&self) -> Vec<ClassroomId> {
         self.classrooms.iter().map(|slot| *slot.key()).collect()
+    }
+}
+
+impl StudentNewsSink for Registry {
+    fn student_news(&self, news: StudentNews) {
+        let Some(addr) = self.running_student(UserId(news.student)) else {
+            // No actor here: one that starts loads the change.
+            return;
+        };
+        let answer = news
+            .answer
+            .and_then(|a| serde_json::from_str::<SubmitAnswer>(&a).ok())
+            .map(Arc::new);
+        // `do_send`: a busy actor must not miss it (rare, one per change elsewhere).
+        addr.do_send(StudentChanged { answer });
+    }
+
+    fn student_news_resync(&self) {
+        let running: Vec<_> = self
+            .students
+            .iter()
+            .filter_map(|cell| cell.get().cloned())
+            .collect();
+        for addr in running {
+            addr.do_send(StudentChanged { answer: None });
+        }
     }
 }
 

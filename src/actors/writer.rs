@@ -64,6 +64,9 @@ pub struct WriterMetrics {
     pub duplicates: Counter,
     /// Items refused because the queue was full.
     pub rejected_queue_full: Counter,
+    /// Items the database refused as computed on a stale base of their student (another
+    /// instance changed the student meanwhile); their actor computes them again.
+    pub stale: Counter,
     pub largest_batch: Gauge,
     /// Items per committed batch.
     pub batch_size: Histogram,
@@ -83,6 +86,7 @@ impl Default for WriterMetrics {
             failed_commits: Counter::default(),
             duplicates: Counter::default(),
             rejected_queue_full: Counter::default(),
+            stale: Counter::default(),
             largest_batch: Gauge::default(),
             batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
             flush_seconds: Histogram::new(FLUSH_SECONDS_BUCKETS),
@@ -125,6 +129,11 @@ impl WriterMetrics {
                 "nsi_writer_rejected_queue_full",
                 "Items refused because the write queue was full (answered 503).",
                 &self.rejected_queue_full,
+            ),
+            (
+                "nsi_writer_stale",
+                "Items refused as computed on a stale base of their student (computed again).",
+                &self.stale,
             ),
         ];
         for (name, help, counter) in counters {
@@ -393,9 +402,11 @@ impl Worker {
                     self.metrics
                         .record_commit(items.len(), &report, started.elapsed());
                     for (reply, result) in replies.into_iter().zip(results) {
-                        if matches!(result, ItemResult::Duplicate { .. }) {
-                            self.metrics.duplicates.inc();
-                        }
+                        match result {
+                            ItemResult::Duplicate { .. } => self.metrics.duplicates.inc(),
+                            ItemResult::Stale => self.metrics.stale.inc(),
+                            ItemResult::Written => 0,
+                        };
                         let _ = reply.send(Ok(result));
                     }
                     return;

@@ -7,6 +7,7 @@
 //! uses Redis degrades to this instance's own view and says so (`/readyz`, `/metrics`).
 
 pub mod limits;
+pub mod students;
 
 use std::future::Future;
 use std::sync::Arc;

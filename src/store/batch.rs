@@ -99,10 +99,42 @@ macro_rules! write_awards {
     }};
 }
 
+/// The version check (see `StatsRow::version`): bumps the version of each given student whose
+/// stored version is still the one their change was computed from (a student without a stats
+/// row is at version 0), and returns those students. One row per student per statement.
+macro_rules! check_versions {
+    ($conn:expr, $rows:expr, $now:expr) => {{
+        let mut fresh: HashSet<i64> = HashSet::new();
+        for chunk in $rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let mut qb =
+                QueryBuilder::new("INSERT INTO student_stats (student_id, version, updated_at) ");
+            qb.push_values(chunk, |mut b, s: &StatsRow| {
+                b.push_bind(s.student_id.0)
+                    .push_bind(s.version + 1)
+                    .push_bind($now);
+            });
+            qb.push(VERSION_CHECK_TAIL);
+            for r in qb.build().fetch_all(&mut *$conn).await? {
+                fresh.insert(r.try_get::<i64, _>("student_id")?);
+            }
+        }
+        fresh
+    }};
+}
+
+const VERSION_CHECK_TAIL: &str = " ON CONFLICT (student_id) DO UPDATE SET
+    version = excluded.version, updated_at = excluded.updated_at
+    WHERE student_stats.version = excluded.version - 1
+    RETURNING student_id";
+
 impl Store {
-    /// Writes a batch in one transaction. Attempts go first with `ON CONFLICT (attempt_id) DO
-    /// NOTHING`: an attempt already stored makes its item a `Duplicate` and nothing else of that
-    /// item is written. Either the whole batch commits or nothing of it does.
+    /// Writes a batch in one transaction. First each item's student is checked to be still at
+    /// the version the item was computed from (`StatsRow::version`; one item per student is
+    /// checked, later ones of the same student in the batch are stale): a stale item writes
+    /// nothing and comes back `Stale` (or `Duplicate` if its attempt was stored before). Then
+    /// attempts go with `ON CONFLICT (attempt_id) DO NOTHING`: an attempt already stored makes
+    /// its item a `Duplicate` and nothing else of that item is written. Either the whole batch
+    /// commits or nothing of it does.
     #[tracing::instrument(skip_all, fields(items = items.len()))]
     pub async fn write_batch(
         &self,
@@ -112,44 +144,77 @@ impl Store {
         // One row per attempt id: a later copy in the same batch (another student reusing a
         // UUID) is a duplicate of the first, whatever order the database would insert them in.
         let first = FirstCopies::of(items);
-        let attempts: Vec<&AttemptRow> = items
+        let attempts: Vec<(usize, &AttemptRow)> = items
             .iter()
             .enumerate()
             .filter_map(|(index, item)| match item {
-                WriteItem::Attempt(a) if first.is_first(index, a) => Some(&**a),
+                WriteItem::Attempt(a) if first.is_first(index, a) => Some((index, &**a)),
                 _ => None,
             })
             .collect();
+        // The item checked for each student: the first of the batch.
+        let mut checked: HashMap<UserId, usize> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            checked.entry(item.stats().student_id).or_insert(index);
+        }
+        let versions: Vec<StatsRow> = {
+            let mut firsts: Vec<usize> = checked.values().copied().collect();
+            firsts.sort_unstable();
+            firsts.iter().map(|&i| items[i].stats()).collect()
+        };
+        let stale_given = |fresh: &HashSet<i64>| -> HashSet<usize> {
+            items
+                .iter()
+                .enumerate()
+                .filter(|(index, item)| {
+                    let s = item.stats().student_id;
+                    checked.get(&s) != Some(index) || !fresh.contains(&s.0)
+                })
+                .map(|(index, _)| index)
+                .collect()
+        };
         let mut report = BatchReport::default();
 
-        let (inserted, duplicates) = match &self.pool {
+        let (inserted, duplicates, stale) = match &self.pool {
             Pool::Postgres(pool) => {
                 let acquiring = std::time::Instant::now();
                 let mut tx = pool.begin().await?;
                 report.acquire = acquiring.elapsed();
-                let inserted = pg::insert_attempts(&mut tx, &attempts).await?;
-                let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
-                let effective = first.effective_items(items, &inserted);
+                let stale = stale_given(&check_versions!(&mut *tx, versions, now));
+                let to_insert: Vec<&AttemptRow> = attempts
+                    .iter()
+                    .filter(|(i, _)| !stale.contains(i))
+                    .map(|(_, a)| *a)
+                    .collect();
+                let inserted = pg::insert_attempts(&mut tx, &to_insert).await?;
+                let duplicates = fetch_duplicates!(&mut *tx, attempts_of(&attempts), &inserted);
+                let effective = first.effective_items(items, &inserted, &stale);
                 report.rows += inserted.len() as u64;
                 report.rows += pg::upsert_progress(&mut tx, &effective).await?;
                 report.rows += pg::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (inserted, duplicates)
+                (inserted, duplicates, stale)
             }
             Pool::Sqlite(pool) => {
                 let acquiring = std::time::Instant::now();
                 let mut tx = pool.begin().await?;
                 report.acquire = acquiring.elapsed();
-                let inserted = sqlite::insert_attempts(&mut tx, &attempts).await?;
-                let duplicates = fetch_duplicates!(&mut *tx, &attempts, &inserted);
-                let effective = first.effective_items(items, &inserted);
+                let stale = stale_given(&check_versions!(&mut *tx, versions, now));
+                let to_insert: Vec<&AttemptRow> = attempts
+                    .iter()
+                    .filter(|(i, _)| !stale.contains(i))
+                    .map(|(_, a)| *a)
+                    .collect();
+                let inserted = sqlite::insert_attempts(&mut tx, &to_insert).await?;
+                let duplicates = fetch_duplicates!(&mut *tx, attempts_of(&attempts), &inserted);
+                let effective = first.effective_items(items, &inserted, &stale);
                 report.rows += inserted.len() as u64;
                 report.rows += sqlite::upsert_progress(&mut tx, &effective).await?;
                 report.rows += sqlite::upsert_stats(&mut tx, &effective, now).await?;
                 report.rows += write_awards!(&mut *tx, &effective, now);
                 tx.commit().await?;
-                (inserted, duplicates)
+                (inserted, duplicates, stale)
             }
         };
 
@@ -157,6 +222,7 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(index, item)| match item {
+                WriteItem::Hint(_) if stale.contains(&index) => ItemResult::Stale,
                 WriteItem::Hint(_) => ItemResult::Written,
                 WriteItem::Attempt(a) if first.is_written(index, a, &inserted) => {
                     ItemResult::Written
@@ -175,6 +241,10 @@ impl Store {
                             outcome: original.outcome.clone(),
                         }
                     }
+                    // Not written because it (or the first copy of its id) was stale.
+                    None if stale.contains(&index) || first.first_is_in(a, &stale) => {
+                        ItemResult::Stale
+                    }
                     // Neither inserted nor found (cannot happen while attempts are never
                     // deleted): an empty outcome, which the actor answers as a conflict.
                     None => ItemResult::Duplicate {
@@ -186,6 +256,10 @@ impl Store {
             .collect();
         Ok((results, report))
     }
+}
+
+fn attempts_of<'a>(indexed: &[(usize, &'a AttemptRow)]) -> Vec<&'a AttemptRow> {
+    indexed.iter().map(|(_, a)| *a).collect()
 }
 
 /// Where each attempt id of a batch first appears: that copy is the one sent to the database;
@@ -212,6 +286,13 @@ impl<'a> FirstCopies<'a> {
         self.is_first(index, a) && inserted.contains(a.attempt_id.as_str())
     }
 
+    /// Whether the first copy of `a`'s id is among `indexes`.
+    fn first_is_in(&self, a: &AttemptRow, indexes: &HashSet<usize>) -> bool {
+        self.0
+            .get(a.attempt_id.as_str())
+            .is_some_and(|i| indexes.contains(i))
+    }
+
     /// The first copy of `a`'s id (`a` itself if it is the first).
     fn copy_of<'i>(&self, items: &'i [WriteItem], a: &'i AttemptRow) -> &'i AttemptRow {
         match self.0.get(a.attempt_id.as_str()).map(|&i| &items[i]) {
@@ -220,18 +301,19 @@ impl<'a> FirstCopies<'a> {
         }
     }
 
-    /// The items whose effects are written: hints, and the attempts really inserted.
+    /// The items whose effects are written: hints not stale, and the attempts really inserted.
     fn effective_items<'i>(
         &self,
         items: &'i [WriteItem],
         inserted: &HashSet<String>,
+        stale: &HashSet<usize>,
     ) -> Vec<&'i WriteItem> {
         items
             .iter()
             .enumerate()
             .filter(|(index, item)| match item {
                 WriteItem::Attempt(a) => self.is_written(*index, a, inserted),
-                WriteItem::Hint(_) => true,
+                WriteItem::Hint(_) => !stale.contains(index),
             })
             .map(|(_, item)| item)
             .collect()

@@ -9,12 +9,16 @@ use super::{Store, on_pool};
 use crate::domain::ids::{AttemptId, ClassroomId, ExerciseId, HintId, UserId};
 use crate::domain::progress::{Achievement, Badge, ExerciseProgress, Streak, StudentProgress};
 
-/// A student's XP and streak, written whole (the student's actor is its only writer).
+/// A student's XP and streak, written whole, and the version of the student's state they were
+/// computed from: the batch writes the change only if the stored version is still that one (it
+/// then becomes `version + 1`), so no change computed on a stale base is ever written, whatever
+/// instance computed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsRow {
     pub student_id: UserId,
     pub xp: i64,
     pub streak: Streak,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +79,10 @@ pub enum ItemResult {
         student_id: UserId,
         outcome: String,
     },
+    /// The student's state changed since the actor loaded it (`StatsRow::version` is not the
+    /// stored one: another instance's actor, or a commit this actor did not hear of): nothing of
+    /// this item was written. The actor reloads and computes it again.
+    Stale,
 }
 
 /// Rows a committed batch wrote, by table (for the writer's counters).
@@ -134,10 +142,29 @@ impl Store {
     }
 
     /// Everything the rules need about one student: five small indexed reads.
-    #[tracing::instrument(skip(self))]
     pub async fn load_student_progress(&self, student: UserId) -> anyhow::Result<StudentProgress> {
+        Ok(self.load_student_state(student).await?.0)
+    }
+
+    /// The student's progress and the version of their state it is at least as new as. The
+    /// version is read first, in its own statement: the reads after it see that version or a
+    /// newer one, so a change computed from them with this version is either on the current
+    /// state or refused by the batch as stale — never written on a mixed base.
+    #[tracing::instrument(skip(self))]
+    pub async fn load_student_state(
+        &self,
+        student: UserId,
+    ) -> anyhow::Result<(StudentProgress, i64)> {
         let mut p = StudentProgress::new(student);
+        let mut version = 0;
         on_pool!(self, pool => {
+            if let Some(r) = sqlx::query("SELECT version FROM student_stats WHERE student_id = $1")
+                .bind(student.0)
+                .fetch_optional(pool)
+                .await?
+            {
+                version = r.try_get("version")?;
+            }
             let rows = sqlx::query(
                 "SELECT exercise_id, attempts, failed_attempts, best_score, passed,
                         first_passed_at, last_attempt_at
@@ -189,7 +216,7 @@ impl Store {
                 p.hints_used.insert(HintId(r.try_get("hint_id")?));
             }
         });
-        Ok(p)
+        Ok((p, version))
     }
 
     /// Per-student progress of every student enrolled in a class (for its `ClassroomActor`).

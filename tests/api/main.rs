@@ -21,6 +21,7 @@ mod raw_client;
 mod raw_ws;
 mod redis_bus;
 mod redis_limits;
+mod redis_owner;
 mod security;
 mod startup;
 mod submissions;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::{ActorError, HintAnswer, HintTx, Pending, StudentActor, SubmitAnswer, SubmitAttempt};
+use super::{
+    ActorError, HintAnswer, HintTx, MAX_STALE_TRIES, Pending, StudentActor, SubmitAnswer,
+    SubmitAttempt,
+};
 use crate::actors::writer::WriteError;
 use crate::bus::ClassEvent;
 use crate::domain::ids::HintId;
@@ -26,12 +29,19 @@ impl StudentActor {
             student_id: self.id,
             xp,
             streak: outcome_streak.unwrap_or(self.progress.streak),
+            version: self.version,
         }
     }
 
     /// Starts the next queued change if none is in flight.
     pub(super) fn process_next(&mut self, ctx: &mut Context<Self>) {
         while !self.busy {
+            if self.refresh_wanted {
+                // Another instance changed the student's state: load it before the next change.
+                self.refresh_wanted = false;
+                self.reload_quietly(ctx);
+                continue;
+            }
             let Some(next) = self.queue.pop_front() else {
                 return;
             };
@@ -40,14 +50,47 @@ impl StudentActor {
                     attempt,
                     at_ms,
                     shared_slot,
-                } => self.start_attempt(attempt, at_ms, shared_slot, ctx),
+                    stale_tries,
+                } => self.start_attempt(attempt, at_ms, shared_slot, stale_tries, ctx),
                 Pending::Hint {
                     hint_id,
                     xp_cost,
                     reply,
-                } => self.start_hint(hint_id, xp_cost, reply, ctx),
+                    stale_tries,
+                } => self.start_hint(hint_id, xp_cost, reply, stale_tries, ctx),
             }
         }
+    }
+
+    /// A change the database refused as computed on a stale base (`ItemResult::Stale`: another
+    /// instance changed the student meanwhile): nothing of it was written. It goes back to the
+    /// front of the queue and is computed again once the state is reloaded; after
+    /// `MAX_STALE_TRIES` it answers 503 (the client resends).
+    pub(super) fn retry_stale(&mut self, pending: Pending, ctx: &mut Context<Self>) {
+        let tries = match &pending {
+            Pending::Attempt { stale_tries, .. } | Pending::Hint { stale_tries, .. } => {
+                *stale_tries
+            }
+        };
+        if tries >= MAX_STALE_TRIES {
+            match pending {
+                Pending::Attempt {
+                    attempt,
+                    at_ms,
+                    shared_slot,
+                    ..
+                } => {
+                    self.release_rate_slot(at_ms, shared_slot.then_some(&attempt.attempt_id));
+                    self.answer_waiters(&attempt.attempt_id, Err(ActorError::Reloading));
+                }
+                Pending::Hint { reply, .. } => {
+                    let _ = reply.send(Err(ActorError::Reloading));
+                }
+            }
+        } else {
+            self.queue.push_front(pending);
+        }
+        self.reload_quietly(ctx);
     }
 
     pub(super) fn start_attempt(
@@ -55,8 +98,11 @@ impl StudentActor {
         attempt: SubmitAttempt,
         at_ms: i64,
         shared_slot: bool,
+        stale_tries: u8,
         ctx: &mut Context<Self>,
     ) {
+        // Kept to compute it again if the database finds its base stale.
+        let again = attempt.clone();
         let input = AttemptInput {
             exercise_id: attempt.exercise_id,
             xp_reward: attempt.xp_reward,
@@ -122,11 +168,21 @@ impl StudentActor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.busy = false;
+                    if matches!(result, Ok(ItemResult::Stale)) {
+                        let again = Pending::Attempt {
+                            attempt: again,
+                            at_ms,
+                            shared_slot,
+                            stale_tries: stale_tries + 1,
+                        };
+                        act.retry_stale(again, ctx);
+                        return;
+                    }
                     let own = act.id;
                     let maybe_stored = match &result {
                         Ok(ItemResult::Written) | Err(WriteError::Failed) => true,
                         Ok(ItemResult::Duplicate { student_id, .. }) => *student_id == own,
-                        Err(_) => false,
+                        Ok(ItemResult::Stale) | Err(_) => false,
                     };
                     if !maybe_stored {
                         // Certainly not stored: the student will resend it, and must not be
@@ -151,6 +207,7 @@ impl StudentActor {
         let attempt_id = answer.attempt_id.clone();
         match result {
             Ok(ItemResult::Written) => {
+                self.version += 1;
                 self.progress.apply_attempt(&outcome);
                 self.publish_attempt(&outcome, &answer);
                 self.check_stuck_after_attempt(outcome.exercise_id);
@@ -159,6 +216,7 @@ impl StudentActor {
                     self.activity(self.presence.exercise_id, false, ctx);
                 }
                 self.push_answer(&answer, origin, ctx);
+                self.tell_others(Some(&answer));
                 self.remember(answer.clone());
                 self.answer_waiters(&attempt_id, Ok(answer));
             }
@@ -178,6 +236,10 @@ impl StudentActor {
                     }
                     _ => self.answer_waiters(&attempt_id, Err(ActorError::AttemptIdConflict)),
                 }
+            }
+            // Handled by `start_attempt` (computed again after a reload).
+            Ok(ItemResult::Stale) => {
+                self.answer_waiters(&attempt_id, Err(ActorError::Reloading));
             }
             Err(e) => {
                 if matches!(e, WriteError::Failed) {
@@ -231,6 +293,7 @@ impl StudentActor {
         hint_id: HintId,
         xp_cost: i32,
         reply: HintTx,
+        stale_tries: u8,
         ctx: &mut Context<Self>,
     ) {
         let outcome = evaluate_hint(&self.progress, hint_id, xp_cost);
@@ -259,8 +322,20 @@ impl StudentActor {
                 .map(move |result, act, ctx| {
                     act.busy = false;
                     let answer = match result {
+                        Ok(ItemResult::Stale) => {
+                            let again = Pending::Hint {
+                                hint_id,
+                                xp_cost,
+                                reply,
+                                stale_tries: stale_tries + 1,
+                            };
+                            act.retry_stale(again, ctx);
+                            return;
+                        }
                         Ok(_) => {
+                            act.version += 1;
                             act.progress.apply_hint(&outcome);
+                            act.tell_others(None);
                             if let Some(registry) = act.registry.upgrade() {
                                 let event = Arc::new(ClassEvent::XpChanged {
                                     student_id: act.id,

@@ -112,6 +112,15 @@ pub struct ReloadClassrooms {
     pub tries_left: u32,
 }
 
+/// Another instance committed a change of this student's state (through Redis,
+/// `cluster::students`): the actor reloads before its next change, and pushes the attempt's
+/// answer, if any, to the sockets it holds.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct StudentChanged {
+    pub answer: Option<Arc<SubmitAnswer>>,
+}
+
 /// What the actor pushes to the student's sockets (each socket turns it into protocol messages).
 #[derive(Debug, Clone)]
 pub enum StudentPush {

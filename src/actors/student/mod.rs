@@ -22,6 +22,7 @@ mod messages;
 mod presence;
 mod rate;
 mod reload;
+mod shared_presence;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
@@ -41,7 +42,7 @@ use crate::metrics::Refusals;
 
 pub use messages::{
     ActorError, AttachSocket, DetachSocket, GetProgress, HintAnswer, ReloadClassrooms, RevealHint,
-    SetActivity, SocketSink, StudentPush, Submit, SubmitAnswer, SubmitAttempt,
+    SetActivity, SocketSink, StudentChanged, StudentPush, Submit, SubmitAnswer, SubmitAttempt,
 };
 pub use rate::HOUR_MS;
 
@@ -55,27 +56,40 @@ const MAX_WAITERS_PER_ATTEMPT: usize = 16;
 /// A failed reload is tried again after this long, doubled each time up to `RELOAD_BACKOFF_MAX`.
 const RELOAD_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RELOAD_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Times one change is computed again after the database found its base stale (another instance
+/// changed the student meanwhile); then it answers 503 and the client resends.
+const MAX_STALE_TRIES: u8 = 3;
 
 type AnswerTx = oneshot::Sender<Result<SubmitAnswer, ActorError>>;
 type HintTx = oneshot::Sender<Result<HintAnswer, ActorError>>;
 
+/// A change waiting its turn; `stale_tries`: how many times the database found it computed on a
+/// stale base (see `MAX_STALE_TRIES`).
 enum Pending {
     Attempt {
         attempt: SubmitAttempt,
         at_ms: i64,
         /// Counted in the shared (Redis) window by this actor: given back there if not stored.
         shared_slot: bool,
+        stale_tries: u8,
     },
     Hint {
         hint_id: HintId,
         xp_cost: i32,
         reply: HintTx,
+        stale_tries: u8,
     },
 }
 
 pub struct StudentActor {
     id: UserId,
     progress: StudentProgress,
+    /// The version of the student's stored state `progress` is at (`StatsRow::version`).
+    version: i64,
+    /// Another instance changed the student's state: reload before the next change.
+    refresh_wanted: bool,
+    /// Offline here, but "offline" waits until no other instance holds a socket.
+    offline_pending: bool,
     classrooms: Vec<ClassroomId>,
     writer: WriterHandle,
     registry: Weak<Registry>,
@@ -144,6 +158,9 @@ impl StudentActor {
         StudentActor {
             id: progress.student_id,
             progress,
+            version: 0,
+            refresh_wanted: false,
+            offline_pending: false,
             classrooms,
             writer: config.writer,
             registry: config.registry,
@@ -176,6 +193,12 @@ impl StudentActor {
         }
     }
 
+    /// The version of the stored state `progress` was loaded at (0 by default).
+    pub fn at_version(mut self, version: i64) -> Self {
+        self.version = version;
+        self
+    }
+
     /// Publishes an event to each of the student's classes.
     pub(super) fn publish(&self, event: ClassEvent) {
         let Some(registry) = self.registry.upgrade() else {
@@ -187,12 +210,20 @@ impl StudentActor {
         }
     }
 
+    /// Tells the other instances (through Redis, if any) that this student's state changed.
+    pub(super) fn tell_others(&self, answer: Option<&SubmitAnswer>) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.tell_student_changed(self.id, answer);
+        }
+    }
+
     /// A reload that keeps failing does not keep an idle actor: a new one loads afresh.
     pub(super) fn has_unflushed_work(&self) -> bool {
         (self.busy && !self.reload_failing)
             || !self.queue.is_empty()
             || !self.waiting.is_empty()
             || self.checking > 0
+            || self.offline_pending
     }
 }
 
@@ -200,6 +231,7 @@ impl Actor for StudentActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.start_shared_presence(ctx);
         let check_every = (self.idle_timeout / 4).max(Duration::from_millis(50));
         let stuck_every =
             (self.stuck_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
@@ -290,6 +322,7 @@ impl Handler<RevealHint> for StudentActor {
                 hint_id: msg.hint_id,
                 xp_cost: msg.xp_cost,
                 reply: tx,
+                stale_tries: 0,
             });
             self.process_next(ctx);
         }
@@ -372,6 +405,22 @@ impl Handler<DetachSocket> for StudentActor {
         if self.sockets.remove(&id).is_some() && self.sockets.is_empty() {
             self.set_presence(Presence::default(), ctx);
         }
+    }
+}
+
+impl Handler<StudentChanged> for StudentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StudentChanged, ctx: &mut Self::Context) {
+        if let Some(answer) = msg.answer
+            && !self.recent_answers.contains_key(&answer.attempt_id)
+        {
+            // Its socket, if any, is on the other instance: every socket here gets it.
+            self.push_answer(&answer, None, ctx);
+            self.remember((*answer).clone());
+        }
+        self.refresh_wanted = true;
+        self.process_next(ctx);
     }
 }
 

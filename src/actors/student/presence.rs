@@ -19,9 +19,14 @@ impl StudentActor {
         if presence == self.presence {
             return;
         }
+        let was_online = self.presence.online;
         self.presence = presence.clone();
         if let Some(registry) = self.registry.upgrade() {
             registry.set_presence(self.id, &presence);
+        }
+        if presence.online != was_online && self.shared_presence_changed(presence.online, ctx) {
+            // Offline here: told once no other instance holds a socket (shared_presence.rs).
+            return;
         }
         self.flush_presence(ctx);
     }

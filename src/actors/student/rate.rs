@@ -67,6 +67,7 @@ impl StudentActor {
             attempt,
             at_ms,
             shared_slot,
+            stale_tries: 0,
         });
         self.process_next(ctx);
     }
@@ -175,6 +176,7 @@ impl StudentActor {
                 hint_id: msg.hint_id,
                 xp_cost: msg.xp_cost,
                 reply,
+                stale_tries: 0,
             });
             act.process_next(ctx);
         }));

@@ -29,6 +29,22 @@ impl StudentActor {
         maybe_stored: Option<(SubmitAnswer, Option<u64>)>,
         ctx: &mut Context<Self>,
     ) {
+        self.reload_with(maybe_stored, true, ctx)
+    }
+
+    /// A reload after another instance changed the student's state (a stale base found by the
+    /// database, or that instance's word through Redis): that instance told the classes, so what
+    /// the reload reveals is not told again.
+    pub(super) fn reload_quietly(&mut self, ctx: &mut Context<Self>) {
+        self.reload_with(None, false, ctx)
+    }
+
+    fn reload_with(
+        &mut self,
+        maybe_stored: Option<(SubmitAnswer, Option<u64>)>,
+        tell: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
@@ -38,9 +54,9 @@ impl StudentActor {
         ctx.spawn(
             async move {
                 let loading = async {
-                    let progress = registry.store().load_student_progress(id).await?;
+                    let state = registry.store().load_student_state(id).await?;
                     let window = registry.recent_attempt_times(id).await?;
-                    Ok::<_, anyhow::Error>((progress, window))
+                    Ok::<_, anyhow::Error>((state, window))
                 };
                 tokio::time::timeout(limit, loading)
                     .await
@@ -50,12 +66,15 @@ impl StudentActor {
             .map(move |result, act, ctx| {
                 act.busy = false;
                 match result {
-                    Ok((progress, window)) => {
+                    Ok(((progress, version), window)) => {
                         act.reload_failing = false;
                         act.reload_backoff = RELOAD_BACKOFF_MIN;
+                        act.version = version;
                         let before = std::mem::replace(&mut act.progress, progress);
                         act.rebuild_rate_window(window);
-                        act.publish_revealed(&before, maybe_stored, ctx);
+                        if tell {
+                            act.publish_revealed(&before, maybe_stored, ctx);
+                        }
                         act.process_next(ctx);
                     }
                     Err(e) => {
@@ -75,7 +94,7 @@ impl StudentActor {
                         act.busy = true;
                         ctx.run_later(delay, move |act, ctx| {
                             act.busy = false;
-                            act.reload(maybe_stored, ctx);
+                            act.reload_with(maybe_stored, tell, ctx);
                         });
                     }
                 }
@@ -92,6 +111,7 @@ impl StudentActor {
                     attempt,
                     at_ms,
                     shared_slot,
+                    ..
                 } => {
                     self.release_rate_slot(at_ms, shared_slot.then_some(&attempt.attempt_id));
                     self.answer_waiters(&attempt.attempt_id, Err(error.clone()));
@@ -132,6 +152,7 @@ impl StudentActor {
             told_xp = true;
             self.check_stuck_after_attempt(answer.exercise_id);
             self.push_answer(&answer, origin, ctx);
+            self.tell_others(Some(&answer));
             self.remember(answer);
         }
         let badges: Vec<_> = self
