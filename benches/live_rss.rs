@@ -15,6 +15,7 @@
 //!   (the server's own process is then found among the wrapper's descendants);
 //! - `LIVE_RSS_KILL_CONNECTED=1`: kill the server (SIGKILL) while the students are connected, so
 //!   that a heap profiler's "leaked" report is what they hold.
+//!
 //! The file-descriptor limit is raised to its hard limit (each socket is two descriptors here:
 //! the client's and the server's). Figures: docs/benchmarks.md.
 
@@ -81,20 +82,25 @@ fn raise_nofile() -> u64 {
     hard
 }
 
-/// The server's own process: `child` itself, or (under a wrapper) its descendant named `nsi-live`.
-fn server_pid(child: u32) -> u32 {
-    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm(child).trim() == "nsi-live" {
+/// The server's own process: `child` itself, or (under a wrapper) its descendant running `bin`.
+fn server_pid(child: u32, bin: &str, wrapped: bool) -> u32 {
+    if !wrapped {
         return child;
     }
+    let bin = std::fs::canonicalize(bin).expect("server binary");
+    let runs_bin =
+        |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == bin);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut parents = vec![child];
         let mut found = Vec::new();
-        // Descendants, breadth first, from every process's parent id.
+        // Descendants, from every process's parent id.
         while let Some(p) = parents.pop() {
             for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
                 else {
                     continue;
                 };
@@ -110,10 +116,14 @@ fn server_pid(child: u32) -> u32 {
                 }
             }
         }
-        if let Some(pid) = found.into_iter().find(|&pid| comm(pid).trim() == "nsi-live") {
+        if let Some(pid) = found.into_iter().find(|&pid| runs_bin(pid)) {
             return pid;
         }
-        assert!(Instant::now() < deadline, "no nsi-live under the wrapper");
+        assert!(
+            Instant::now() < deadline,
+            "no {} under the wrapper",
+            bin.display()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -131,10 +141,26 @@ struct Server {
     port: u16,
 }
 
+impl Drop for Server {
+    /// A run that fails leaves no server behind (it would also hold our stderr open).
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|s| s.is_none()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start_server(db: &TestDb, port: u16) -> Server {
     let bin = std::env::var("LIVE_RSS_SERVER_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_nsi-live").to_owned());
-    let mut cmd = match std::env::var("LIVE_RSS_WRAPPER").ok().filter(|w| !w.trim().is_empty()) {
+    let wrapper = std::env::var("LIVE_RSS_WRAPPER")
+        .ok()
+        .filter(|w| !w.trim().is_empty());
+    let mut cmd = match &wrapper {
         Some(wrapper) => {
             let mut parts = wrapper.split_whitespace();
             let mut cmd = Command::new(parts.next().expect("wrapper"));
@@ -165,7 +191,7 @@ fn start_server(db: &TestDb, port: u16) -> Server {
         (None, None) => unreachable!(),
     }
     let child = cmd.spawn().expect("starting the server");
-    let pid = server_pid(child.id());
+    let pid = server_pid(child.id(), &bin, wrapper.is_some());
     Server { child, pid, port }
 }
 
@@ -276,7 +302,9 @@ async fn open(port: u16, path: &str, login: &str, first: usize) -> WebSocketStre
         "authorization",
         HeaderValue::from_str(&format!("Bearer {}", token(login))).expect("header"),
     );
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp connect");
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("tcp connect");
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
