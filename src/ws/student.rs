@@ -56,7 +56,10 @@ async fn run(mut conn: Conn, state: Arc<AppState>, user: UserId) {
         slow: slow.clone(),
     };
     let mut shutdown = state.ws.shutdown_signal();
-    let close = match start(&mut conn, &state, user, sink).await {
+    // The welcome's and the socket's end's futures are boxed: this task lives as long as the
+    // socket, and its state is as large as the largest future it awaits inline (docs/benchmarks.md,
+    // "Resident memory per connected student").
+    let close = match Box::pin(start(&mut conn, &state, user, sink)).await {
         Err(close) => Some(close),
         Ok(()) => serve(&mut conn, &state, user, &mut pushes, &slow, &mut shutdown).await,
     };
@@ -64,9 +67,13 @@ async fn run(mut conn: Conn, state: Arc<AppState>, user: UserId) {
     // restarted for that: an actor that stopped has forgotten the socket already.
     if let Some(addr) = state.registry.running_student(user) {
         let detach = addr.send(DetachSocket(conn.id()));
-        let _ = tokio::time::timeout(state.registry.request_timeout(), detach).await;
+        let _ = Box::pin(tokio::time::timeout(
+            state.registry.request_timeout(),
+            detach,
+        ))
+        .await;
     }
-    conn.close(close).await;
+    Box::pin(conn.close(close)).await;
 }
 
 /// Welcome, then the student's progress (the actor now pushes to this socket).
@@ -116,18 +123,22 @@ async fn serve(
             _ = shutdown.changed() => Err(Some(Close::GoingAway)),
             push = pushes.recv() => match push {
                 Some(StudentPush::Answer(answer)) => {
-                    send_answer(conn, &answer).await.map_err(Some)
+                    Box::pin(send_answer(conn, &answer)).await.map_err(Some)
                 }
                 // The actor dropped this socket: its queue was full, or the actor stopped.
                 None if slow.load(Ordering::Acquire) => Err(Some(Close::SlowConsumer)),
                 None => Err(Some(Close::GoingAway)),
             },
-            item = conn.stream.recv() => match conn.incoming(item).await {
-                Incoming::Text(text) => handle(conn, state, user, &text).await.map_err(Some),
+            // What a message or a beat does is boxed, for as long as it runs: inline, the
+            // largest of them (a submission) would be part of every idle socket's state.
+            item = conn.stream.recv() => match Box::pin(conn.incoming(item)).await {
+                Incoming::Text(text) => {
+                    Box::pin(handle(conn, state, user, &text)).await.map_err(Some)
+                }
                 Incoming::Nothing => Ok(()),
                 Incoming::End(close) => Err(close),
             },
-            _ = heartbeat.tick() => conn.beat(&state.auth.sessions).await.map_err(Some),
+            _ = heartbeat.tick() => Box::pin(conn.beat(&state.auth.sessions)).await.map_err(Some),
         };
         if let Err(close) = step {
             return close;

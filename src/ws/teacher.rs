@@ -90,7 +90,9 @@ impl Dashboard {
             lagging: lagging.clone(),
         };
         let mut shutdown = self.state.ws.shutdown_signal();
-        let close = match self.start(&mut conn, subscriber, resume).await {
+        // Boxed: this task lives as long as the socket, and its state is as large as the largest
+        // future it awaits inline (see `ws::student::run`).
+        let close = match Box::pin(self.start(&mut conn, subscriber, resume)).await {
             Err(close) => Some(close),
             Ok(()) => {
                 self.serve(&mut conn, &mut queue, &lagging, &mut shutdown)
@@ -102,7 +104,7 @@ impl Dashboard {
             // its queue is closed by then.
             let _ = addr.try_send(Unsubscribe(conn.id()));
         }
-        conn.close(close).await;
+        Box::pin(conn.close(close)).await;
     }
 
     async fn start(
@@ -185,20 +187,22 @@ impl Dashboard {
                 _ = shutdown.changed() => Err(Some(Close::GoingAway)),
                 frame = queue.recv() => match frame {
                     Some(_) if lagging.load(Ordering::Acquire) => {
-                        self.resync(conn, queue).await.map_err(Some)
+                        Box::pin(self.resync(conn, queue)).await.map_err(Some)
                     }
                     // A wake-up from the class (see `ClassroomActor::restart_stream`), not a delta.
                     Some(frame) if frame.is_empty() => Ok(()),
-                    Some(frame) => conn.send_text(&frame).await.map_err(Some),
+                    Some(frame) => Box::pin(conn.send_text(&frame)).await.map_err(Some),
                     // The class's actor stopped (the server is stopping, or the class was deleted).
                     None => Err(Some(Close::GoingAway)),
                 },
-                item = conn.stream.recv() => match conn.incoming(item).await {
-                    Incoming::Text(text) => self.handle(conn, &text).await.map_err(Some),
+                item = conn.stream.recv() => match Box::pin(conn.incoming(item)).await {
+                    Incoming::Text(text) => Box::pin(self.handle(conn, &text)).await.map_err(Some),
                     Incoming::Nothing => Ok(()),
                     Incoming::End(close) => Err(close),
                 },
-                _ = heartbeat.tick() => conn.beat(&self.state.auth.sessions).await.map_err(Some),
+                _ = heartbeat.tick() => {
+                    Box::pin(conn.beat(&self.state.auth.sessions)).await.map_err(Some)
+                }
             };
             if let Err(close) = step {
                 return close;
