@@ -81,7 +81,8 @@ def main():
         f"- Writer: {items:.0f} attempts in {commits:.0f} commits: "
         f"**{(items / commits) if commits else 0:.1f} attempts per commit**.",
         f"- Server CPU: {cpu:.1f} s over {wall:.0f} s ({100 * cpu / max(wall, 1e-9):.0f} % of one core); "
-        f"RSS idle {rss_idle / 1024:.1f} MiB, peak {rss_peak / 1024:.1f} MiB.",
+        f"RSS idle {rss_idle / 1024:.1f} MiB, peak {rss_peak / 1024:.1f} MiB; the load generator "
+        f"used {r.get('generator_cpu_secs') or 0:.1f} s of CPU.",
     ]
     signin = out / "signin.json"
     if signin.exists() and "rss_after_signins_kib" in f:

@@ -64,18 +64,18 @@ async fn drain(response: GooseResponse) -> Result<(), Box<TransactionError>> {
 async fn shell_and_me(user: &mut GooseUser, page: &str, name: &str) -> TransactionResult {
     let r = call(user, GooseMethod::Get, page, name, None).await?;
     drain(r).await?;
-    let r = call(user, GooseMethod::Get, "/api/v1/me", "GET /api/v1/me", None).await?;
+    let r = call(user, GooseMethod::Get, "/api/v1/me", "/api/v1/me", None).await?;
     drain(r).await
 }
 
 /// The course list page: `/courses/`.
 pub async fn course_list(user: &mut GooseUser) -> TransactionResult {
-    shell_and_me(user, "/courses/", "GET /courses/ (page)").await?;
+    shell_and_me(user, "/courses/", "/courses/ (page)").await?;
     let r = call(
         user,
         GooseMethod::Get,
         "/api/v1/courses",
-        "GET /api/v1/courses",
+        "/api/v1/courses",
         None,
     )
     .await?;
@@ -88,14 +88,14 @@ pub async fn chapter(user: &mut GooseUser) -> TransactionResult {
     shell_and_me(
         user,
         &format!("/courses/chapter/{slug}/"),
-        "GET /courses/chapter/{slug}/ (page)",
+        "/courses/chapter/{slug}/ (page)",
     )
     .await?;
     let r = call(
         user,
         GooseMethod::Get,
         &format!("/api/v1/chapters/{slug}"),
-        "GET /api/v1/chapters/{slug}",
+        "/api/v1/chapters/{slug}",
         None,
     )
     .await?;
@@ -104,7 +104,7 @@ pub async fn chapter(user: &mut GooseUser) -> TransactionResult {
         user,
         GooseMethod::Get,
         "/api/v1/me/progress",
-        "GET /api/v1/me/progress",
+        "/api/v1/me/progress",
         None,
     )
     .await?;
@@ -127,7 +127,7 @@ pub async fn submit(user: &mut GooseUser) -> TransactionResult {
         user,
         GooseMethod::Post,
         &format!("/exercises/{exercise_id}/submit/"),
-        "POST /exercises/{id}/submit/",
+        "/exercises/{id}/submit/",
         Some(&body),
     )
     .await?;
@@ -168,7 +168,7 @@ pub async fn sign_in(user: &mut GooseUser) -> TransactionResult {
     let request = GooseRequest::builder()
         .method(GooseMethod::Post)
         .path("/api/v1/auth/recover")
-        .name("POST /api/v1/auth/recover")
+        .name("/api/v1/auth/recover")
         .set_request_builder(builder)
         .build();
     let response = user.request(request).await?;

@@ -204,7 +204,19 @@ fn summary(metrics: &GooseMetrics, resent: (u64, u64)) -> serde_json::Value {
         "dashboard_lagged": tally::get(&tally::LAGGED),
         "reconnects": tally::get(&tally::RECONNECTS),
         "signins": tally::get(&tally::SIGNINS),
+        "generator_cpu_secs": own_cpu_secs(),
     })
+}
+
+/// This process's CPU time so far (user + system, from /proc/self/stat; Linux clock ticks are
+/// 1/100 s), to tell a saturated generator from a saturated server.
+fn own_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 #[tokio::main]
