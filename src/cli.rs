@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::domain::accounts::{self, Role, generate_invite_code, invite_hash};
 use crate::domain::ids::ClassroomId;
 use crate::domain::time::now_ms;
+use crate::load_school::LoadSchoolPlan;
 use crate::store::Store;
 use crate::store::users::NewAccount;
 
@@ -35,6 +36,11 @@ Usage:
       class it was, with their attempts, code, progress and badges. NAME must be the class's name.
       Prefer the teacher's button (or the API) while a server runs: it also signs the students out
       at once; from here their sessions end within auth.session_cache_ttl_secs.
+  nsi-live admin seed-load --classes C --students S [--teachers T] [--prefix P] --out FILE
+      Load tests only (a throw-away database): write T teachers (default: one per 4 classes),
+      C classes of S students each, and a session for each of them, in one transaction; then
+      the JSON fixture the load generator reads (session tokens, class ids, the exercises to
+      submit) to FILE. Logins and pseudonyms start with P (default \"load\"). See loadtests/.
   nsi-live help
 ";
 
@@ -61,6 +67,10 @@ pub enum Command {
     PurgeClass {
         id: i64,
         confirm: String,
+    },
+    SeedLoad {
+        plan: LoadSchoolPlan,
+        out: std::path::PathBuf,
     },
 }
 
@@ -110,8 +120,38 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Command> 
                 confirm: flags.required("--confirm")?,
             })
         }
+        ["admin", "seed-load", rest @ ..] => {
+            let mut flags = Flags::parse(
+                rest,
+                &["--teachers", "--classes", "--students", "--prefix", "--out"],
+            )?;
+            let classes = count(&flags.required("--classes")?, "--classes")?;
+            let teachers = match flags.take("--teachers") {
+                Some(t) => count(&t, "--teachers")?,
+                None => classes.div_ceil(4),
+            };
+            let plan = LoadSchoolPlan {
+                teachers,
+                classes,
+                students_per_class: count(&flags.required("--students")?, "--students")?,
+                prefix: flags.take("--prefix").unwrap_or_else(|| "load".to_owned()),
+            };
+            plan.check()?;
+            Ok(Command::SeedLoad {
+                plan,
+                out: flags.required("--out")?.into(),
+            })
+        }
         _ => bail!("unknown command {:?}\n\n{USAGE}", args.join(" ")),
     }
+}
+
+fn count(value: &str, flag: &str) -> anyhow::Result<usize> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .with_context(|| format!("{flag} {value:?}: not a positive number"))
 }
 
 fn parse_account(role: Role, rest: &[&str]) -> anyhow::Result<Command> {
@@ -235,6 +275,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::SeedLoad { plan, out } => {
+            let settings = Settings::load()?;
+            crate::load_school::seed(&settings, &plan, &out).await?;
+            Ok(())
+        }
     }
 }
 
@@ -342,6 +387,21 @@ mod tests {
             }
         );
         assert_eq!(
+            parse(args(
+                "admin seed-load --classes 9 --students 30 --out f.json"
+            ))
+            .unwrap(),
+            Command::SeedLoad {
+                plan: LoadSchoolPlan {
+                    teachers: 3,
+                    classes: 9,
+                    students_per_class: 30,
+                    prefix: "load".into()
+                },
+                out: "f.json".into()
+            }
+        );
+        assert_eq!(
             parse(args("admin purge-class --id 42 --confirm 2ndeB")).unwrap(),
             Command::PurgeClass {
                 id: 42,
@@ -365,6 +425,9 @@ mod tests {
             "admin purge-class --id 42",
             "admin purge-class --id x --confirm N",
             "admin purge-class --id -1 --confirm N",
+            "admin seed-load --classes 2 --students 3",
+            "admin seed-load --classes 0 --students 3 --out f",
+            "admin seed-load --classes 2 --students 3 --prefix A! --out f",
         ] {
             assert!(parse(args(bad)).is_err(), "{bad}");
         }

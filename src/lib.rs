@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod grading;
 pub mod http;
+pub mod load_school;
 pub mod metrics;
 pub mod service;
 pub mod sockets;

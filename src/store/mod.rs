@@ -13,6 +13,7 @@ pub mod data_care;
 pub mod enrollments;
 pub mod grading;
 pub mod history;
+pub mod load_school;
 pub mod progress;
 pub mod sessions;
 pub mod users;

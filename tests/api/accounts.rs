@@ -1016,7 +1016,7 @@ both_backends!(
 );
 
 /// Runs `nsi-live ARGS` on `db`'s database; returns (success, stdout, stderr).
-fn run_cli(
+pub(crate) fn run_cli(
     db: &TestDb,
     args: &[&str],
     stdin: &str,

@@ -14,6 +14,7 @@ mod helpers;
 mod history;
 mod limits;
 mod live_state;
+mod load_school;
 mod metrics;
 mod pages;
 mod pg_tcp;
