@@ -149,6 +149,10 @@ pub struct AuthSettings {
     /// Password/recovery-code hashes computed at once; each slot holds argon2's 19 MiB working
     /// memory from start-up to exit (src/auth/password.rs).
     pub hash_slots: usize,
+    /// Sign-ins waiting for a hashing slot, at most (past it: 503 at once).
+    pub hash_queue: usize,
+    /// How long a sign-in waits for a hashing slot (then 503).
+    pub hash_wait_ms: u64,
 }
 
 /// Who may create a teacher account over the API.
@@ -570,6 +574,8 @@ impl Settings {
             ("join_max_per_ip", u64::from(auth.join_max_per_ip)),
             ("join_window_secs", auth.join_window_secs),
             ("hash_slots", auth.hash_slots as u64),
+            ("hash_queue", auth.hash_queue as u64),
+            ("hash_wait_ms", auth.hash_wait_ms),
         ] {
             if value == 0 {
                 bail!("configuration key `auth.{key}`: must be at least 1");

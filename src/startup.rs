@@ -54,7 +54,11 @@ impl Application {
             );
         }
         // The hashing slots' memory, allocated once for the process (src/auth/password.rs).
-        crate::auth::password::configure(settings.auth.hash_slots);
+        crate::auth::password::configure(
+            settings.auth.hash_slots,
+            settings.auth.hash_queue,
+            Duration::from_millis(settings.auth.hash_wait_ms),
+        );
         let specs = content::load_dir(&settings.content.dir)?;
         let store = Store::connect(&settings.database).await?;
         let catalogue = Arc::new(load_catalogue(&store, &specs, &settings).await?);

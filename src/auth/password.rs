@@ -20,13 +20,11 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{AppError, Result};
 
-/// Requests waiting for a hashing slot, at most: past it the server is saturated with sign-ins
-/// (or someone floods them) and a quick 503 serves everyone better than a longer queue.
-const MAX_WAITING: usize = 256;
-/// How long a request waits for a hashing slot before giving up with a 503.
-const WAIT_FOR_SLOT: Duration = Duration::from_secs(10);
-/// Slots when `configure` was never called (admin commands, unit tests).
+/// Slots, waiting requests and wait when `configure` was never called (admin commands, unit
+/// tests): the defaults of `auth.hash_slots`, `auth.hash_queue` and `auth.hash_wait_ms`.
 const DEFAULT_SLOTS: usize = 2;
+const DEFAULT_MAX_WAITING: usize = 256;
+const DEFAULT_WAIT_FOR_SLOT: Duration = Duration::from_secs(10);
 
 /// The parameters of every new hash: argon2id v19, m = 19 MiB, t = 2, p = 1, 32-byte output.
 fn params() -> Params {
@@ -41,12 +39,17 @@ type Memory = Box<[Block]>;
 struct Pool {
     /// Hashes that may run at once.
     slots: usize,
+    /// Requests waiting for a slot, at most: past it the server is saturated with sign-ins (or
+    /// someone floods them) and a quick 503 serves everyone better than a longer queue.
+    max_waiting: usize,
+    /// How long a request waits for a slot before giving up with a 503.
+    wait_for_slot: Duration,
     permits: Semaphore,
     free: Mutex<Vec<Memory>>,
 }
 
 impl Pool {
-    fn new(slots: usize) -> Pool {
+    fn new(slots: usize, max_waiting: usize, wait_for_slot: Duration) -> Pool {
         let slots = slots.max(1);
         let blocks = params().block_count();
         // `vec![Block::new(); n]` writes every block: the memory is resident from start-up, so
@@ -56,6 +59,8 @@ impl Pool {
             .collect();
         Pool {
             slots,
+            max_waiting,
+            wait_for_slot,
             permits: Semaphore::new(slots),
             free: Mutex::new(free),
         }
@@ -64,14 +69,15 @@ impl Pool {
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
-/// Allocates the hashing slots (`auth.hash_slots`). Called once at start-up; the pool is the
-/// process's (memory is a process's), so a later call with another count changes nothing.
-pub fn configure(slots: usize) {
-    POOL.get_or_init(|| Pool::new(slots));
+/// Allocates the hashing slots (`auth.hash_slots`) and bounds their queue (`auth.hash_queue`
+/// requests waiting, each at most `auth.hash_wait_ms`). Called once at start-up; the pool is the
+/// process's (memory is a process's), so a later call changes nothing.
+pub fn configure(slots: usize, max_waiting: usize, wait_for_slot: Duration) {
+    POOL.get_or_init(|| Pool::new(slots, max_waiting, wait_for_slot));
 }
 
 fn pool() -> &'static Pool {
-    POOL.get_or_init(|| Pool::new(DEFAULT_SLOTS))
+    POOL.get_or_init(|| Pool::new(DEFAULT_SLOTS, DEFAULT_MAX_WAITING, DEFAULT_WAIT_FOR_SLOT))
 }
 
 /// Requests waiting for a hashing slot now.
@@ -101,7 +107,8 @@ fn busy() -> AppError {
     }
 }
 
-/// A hashing slot: the wait is bounded in count (`MAX_WAITING`) and in time (`WAIT_FOR_SLOT`).
+/// A hashing slot: the wait is bounded in count (`auth.hash_queue`) and in time
+/// (`auth.hash_wait_ms`).
 async fn slot() -> Result<SemaphorePermit<'static>> {
     struct Waiting;
     impl Drop for Waiting {
@@ -109,12 +116,12 @@ async fn slot() -> Result<SemaphorePermit<'static>> {
             WAITING.fetch_sub(1, Ordering::Relaxed);
         }
     }
-    if WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+    if WAITING.fetch_add(1, Ordering::Relaxed) >= pool().max_waiting {
         WAITING.fetch_sub(1, Ordering::Relaxed);
         return Err(busy());
     }
     let _waiting = Waiting;
-    match tokio::time::timeout(WAIT_FOR_SLOT, pool().permits.acquire()).await {
+    match tokio::time::timeout(pool().wait_for_slot, pool().permits.acquire()).await {
         Ok(permit) => Ok(permit.context("hash permits closed")?),
         Err(_) => Err(busy()),
     }
