@@ -44,7 +44,14 @@ both_backends!(pages_and_assets_are_served_safely, |backend| async move {
     let dir = tempfile::tempdir().expect("tempdir");
     fake_build(dir.path());
     let app = spawn_with_static(backend, dir.path()).await;
-    let client = reqwest::Client::new();
+    // The bodies are checked as sent: no transparent decompression (the workspace's reqwest may
+    // have it on, through the load tests' goose).
+    let client = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .build()
+        .expect("client");
 
     // Every page route answers the shell, revalidated at each load, with the security headers.
     for page in [
