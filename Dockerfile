@@ -52,11 +52,8 @@ COPY config config
 COPY migrations migrations
 COPY --from=assets /src/static static
 USER nsi
-# MALLOC_ARENA_MAX=2: two glibc malloc arenas instead of 8 per core; memory freed between the
-# sockets' long-lived allocations is stranded in fewer arenas (docs/deploy.md, "Memory").
 ENV APP_ENV=production \
     PORT=8080 \
-    MALLOC_ARENA_MAX=2 \
     NSI__DATABASE__SQLITE_PATH=/app/data/nsi-live.db
 # The SQLite file (when DATABASE_URL is not set) lives here: mount a volume to keep it.
 VOLUME ["/app/data"]
