@@ -54,6 +54,8 @@ def main():
     )
     rss_idle = int(f["rss_idle_kib"])
     rss_peak = int(f["rss_peak_kib"])
+    # two-instances: CPU, memory, /metrics and sockets are both servers' together.
+    servers = " (both servers, summed)" if scenario == "two-instances" else ""
 
     lines = [
         f"# loadtests: {scenario} on {db}",
@@ -80,7 +82,7 @@ def main():
         + ".",
         f"- Writer: {items:.0f} attempts in {commits:.0f} commits: "
         f"**{(items / commits) if commits else 0:.1f} attempts per commit**.",
-        f"- Server CPU: {cpu:.1f} s over {wall:.0f} s ({100 * cpu / max(wall, 1e-9):.0f} % of one core); "
+        f"- Server CPU{servers}: {cpu:.1f} s over {wall:.0f} s ({100 * cpu / max(wall, 1e-9):.0f} % of one core); "
         f"RSS idle {rss_idle / 1024:.1f} MiB, peak {rss_peak / 1024:.1f} MiB; the load generator "
         f"used {r.get('generator_cpu_secs') or 0:.1f} s of CPU.",
     ]
@@ -104,7 +106,7 @@ def main():
         if most:
             rss = full[-1][1]
             lines.append(
-                f"- Memory with {most} sockets open: RSS {rss / 1024:.1f} MiB, "
+                f"- Memory with {most} sockets open{servers}: RSS {rss / 1024:.1f} MiB, "
                 f"**{(rss - rss_idle) / most:.1f} KiB per connected user** "
                 f"(from {rss_idle / 1024:.1f} MiB idle)."
             )
