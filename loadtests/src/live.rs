@@ -213,13 +213,18 @@ pub async fn watch(user: &mut GooseUser) -> TransactionResult {
                 Ok(Some(v)) => match (v["type"].as_str(), v["kind"].as_str()) {
                     (Some("delta"), Some("attempt_recorded")) => {
                         if let Some(took) = v["attempt_id"].as_str().and_then(tally::since_sent) {
+                            // Counted on arrival: goose may end the run inside this window.
+                            tally::count(&tally::DELTAS);
                             seen.push(took);
                         }
                     }
                     // Documented backpressure (docs/protocol.md), not an error: counted and
                     // reported; the deltas it skipped show in the summary's delta count.
-                    (Some("snapshot"), _) if v["reason"] == "lagged" => {
-                        tally::count(&tally::LAGGED);
+                    (Some("snapshot"), _) => {
+                        if v["reason"] == "lagged" {
+                            tally::count(&tally::LAGGED);
+                        }
+                        tally::snapshot(v["reason"].as_str().unwrap_or("?"));
                     }
                     _ => {}
                 },
@@ -235,7 +240,6 @@ pub async fn watch(user: &mut GooseUser) -> TransactionResult {
     }
     drop(guard);
     for took in seen {
-        tally::count(&tally::DELTAS);
         record(user, "submit → delta", took, None).await;
     }
     if let Some(f) = failure {

@@ -201,6 +201,8 @@ fn summary(metrics: &GooseMetrics, resent: (u64, u64)) -> serde_json::Value {
         "acked_by_resend": resent.0,
         "unacked": resent.1,
         "dashboard_deltas": tally::get(&tally::DELTAS),
+        "undelivered_ages_secs": tally::undelivered_ages(),
+        "dashboard_snapshots": tally::snapshots(),
         "dashboard_lagged": tally::get(&tally::LAGGED),
         "reconnects": tally::get(&tally::RECONNECTS),
         "signins": tally::get(&tally::SIGNINS),

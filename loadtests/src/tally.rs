@@ -72,6 +72,32 @@ pub fn since_sent(attempt_id: &str) -> Option<Duration> {
     Some(at.elapsed())
 }
 
+static SNAPSHOTS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+/// Counts a dashboard's snapshot after its first one, by `reason` (`lagged`, a resync, …).
+pub fn snapshot(reason: &str) {
+    *lock(&SNAPSHOTS)
+        .get_or_insert_with(HashMap::new)
+        .entry(reason.to_owned())
+        .or_default() += 1;
+}
+
+/// The later snapshots' reasons and counts.
+pub fn snapshots() -> HashMap<String, u64> {
+    lock(&SNAPSHOTS).clone().unwrap_or_default()
+}
+
+/// Socket submissions no dashboard reported: how many seconds ago each left, oldest first
+/// (at the end of the run, to tell the ramp-up's from the last moment's).
+pub fn undelivered_ages() -> Vec<f64> {
+    let mut ages: Vec<f64> = lock(&SENT_AT)
+        .as_ref()
+        .map(|m| m.values().map(|at| at.elapsed().as_secs_f64()).collect())
+        .unwrap_or_default();
+    ages.sort_by(|a, b| b.total_cmp(a));
+    ages
+}
+
 /// Resends every unacknowledged submission over HTTP until each is acknowledged or `deadline`
 /// passes; returns (acknowledged by a resend, still unacknowledged).
 pub async fn resend_unacked(host: &str, deadline: Duration) -> (u64, u64) {
