@@ -88,7 +88,7 @@ pub fn snapshots() -> HashMap<String, u64> {
 }
 
 /// Socket submissions no dashboard reported: how many seconds ago each left, oldest first
-/// (at the end of the run, to tell the ramp-up's from the last moment's).
+/// (taken when goose returns, to tell the ramp-up's from the ones the end of the run cut off).
 pub fn undelivered_ages() -> Vec<f64> {
     let mut ages: Vec<f64> = lock(&SENT_AT)
         .as_ref()
