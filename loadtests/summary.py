@@ -123,8 +123,9 @@ def main():
         lines.append(
             f"- Dashboards: {r['dashboard_deltas']} attempt deltas seen for {acked} acknowledged "
             f"attempts: {cut_off} sent in the last {TAIL_SECS:.0f} s (cut off by the end of the "
-            f"run), **{missing} missing** (the oldest sent {max(ages, default=0):.0f} s before "
-            f"the end); lagged snapshots {r['dashboard_lagged']}; sockets reopened "
+            f"run), **{missing} missing**"
+            + (f" (the oldest sent {max(ages):.0f} s before the end)" if missing else "")
+            + f"; lagged snapshots {r['dashboard_lagged']}; sockets reopened "
             f"{r['reconnects']}."
         )
     lines += [

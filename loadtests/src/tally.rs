@@ -2,7 +2,7 @@
 //! (for the harness's database check), the ones left unacknowledged (resent at the end, as the
 //! browser's outbox does), and when each socket submission left (for submit → dashboard).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -70,6 +70,22 @@ pub fn sent_at(attempt_id: &str, at: Instant) {
 pub fn since_sent(attempt_id: &str) -> Option<Duration> {
     let at = lock(&SENT_AT).as_mut()?.remove(attempt_id)?;
     Some(at.elapsed())
+}
+
+static DASHBOARDS_OPEN: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+/// Notes that the dashboard of class `class` (an index into the fixture's classes) is open.
+pub fn dashboard_opened(class: usize) {
+    lock(&DASHBOARDS_OPEN)
+        .get_or_insert_with(HashSet::new)
+        .insert(class);
+}
+
+/// Whether the dashboard of class `class` has opened.
+pub fn dashboard_is_open(class: usize) -> bool {
+    lock(&DASHBOARDS_OPEN)
+        .as_ref()
+        .is_some_and(|open| open.contains(&class))
 }
 
 static SNAPSHOTS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
