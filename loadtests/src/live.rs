@@ -19,6 +19,8 @@ use crate::{Kind, config, next_dashboard, next_student};
 
 /// How long a submission may wait for its answer before it counts as unacknowledged.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a student waits for its class's dashboard to open before its first submission.
+const DASHBOARD_OPEN_WAIT: Duration = Duration::from_secs(15);
 /// A dashboard reads its deltas in windows this long (a goose transaction must end now and
 /// then for the user to notice the end of the test).
 const DASHBOARD_WINDOW: Duration = Duration::from_secs(1);
@@ -52,14 +54,20 @@ async fn open(live: &Live, dashboard: bool) -> anyhow::Result<Socket> {
 /// on_start of a dashboard user: the next class's dashboard, with its teacher's token.
 pub async fn connect_dashboard(user: &mut GooseUser) -> TransactionResult {
     let c = config();
-    let class = &c.fixture.classes[next_dashboard()];
+    let index = next_dashboard();
+    let class = &c.fixture.classes[index];
     let live = Live {
         host: c.host.clone(),
         path: format!("/ws/classrooms/{}", class.id),
         token: c.fixture.teachers[class.teacher].token.clone(),
         socket: Arc::default(),
     };
-    connect(user, live, true).await
+    let socket = live.socket.clone();
+    connect(user, live, true).await?;
+    if socket.lock().await.is_some() {
+        tally::dashboard_opened(index);
+    }
+    Ok(())
 }
 
 /// on_start of a student user: the next student's socket (on the second server in
@@ -71,14 +79,22 @@ pub async fn connect_student(user: &mut GooseUser) -> TransactionResult {
         (Kind::TwoInstances, Some(h2)) => h2.clone(),
         _ => c.host.clone(),
     };
+    let student = &c.fixture.students[next_student()];
     let live = Live {
         host,
         path: "/ws".to_owned(),
-        token: c.fixture.students[next_student()].token.clone(),
+        token: student.token.clone(),
         socket: Arc::default(),
     };
     connect(user, live, false).await?;
     if c.scenario != Kind::SubmitBurst {
+        // The class's dashboard opens first (goose starts it first, but its snapshot may take
+        // longer than a student's socket): an attempt made before it is in its snapshot, not a
+        // delta, and would count as a delta that never arrived.
+        let until = Instant::now() + DASHBOARD_OPEN_WAIT;
+        while !tally::dashboard_is_open(student.class) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let pause = rand::random_range(0..c.period.as_millis().max(1) as u64);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
@@ -213,13 +229,18 @@ pub async fn watch(user: &mut GooseUser) -> TransactionResult {
                 Ok(Some(v)) => match (v["type"].as_str(), v["kind"].as_str()) {
                     (Some("delta"), Some("attempt_recorded")) => {
                         if let Some(took) = v["attempt_id"].as_str().and_then(tally::since_sent) {
+                            // Counted on arrival: goose may end the run inside this window.
+                            tally::count(&tally::DELTAS);
                             seen.push(took);
                         }
                     }
                     // Documented backpressure (docs/protocol.md), not an error: counted and
                     // reported; the deltas it skipped show in the summary's delta count.
-                    (Some("snapshot"), _) if v["reason"] == "lagged" => {
-                        tally::count(&tally::LAGGED);
+                    (Some("snapshot"), _) => {
+                        if v["reason"] == "lagged" {
+                            tally::count(&tally::LAGGED);
+                        }
+                        tally::snapshot(v["reason"].as_str().unwrap_or("?"));
                     }
                     _ => {}
                 },
@@ -235,7 +256,6 @@ pub async fn watch(user: &mut GooseUser) -> TransactionResult {
     }
     drop(guard);
     for took in seen {
-        tally::count(&tally::DELTAS);
         record(user, "submit → delta", took, None).await;
     }
     if let Some(f) = failure {

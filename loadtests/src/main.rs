@@ -165,7 +165,7 @@ fn attack(scenario: Kind, period: Duration, goose: GooseAttack) -> anyhow::Resul
     })
 }
 
-fn summary(metrics: &GooseMetrics, resent: (u64, u64)) -> serde_json::Value {
+fn summary(metrics: &GooseMetrics, resent: (u64, u64), undelivered: Vec<f64>) -> serde_json::Value {
     let secs = metrics.duration.max(1) as f64;
     let mut requests: Vec<_> = metrics.requests.iter().collect();
     requests.sort_by(|a, b| a.0.cmp(b.0));
@@ -201,6 +201,8 @@ fn summary(metrics: &GooseMetrics, resent: (u64, u64)) -> serde_json::Value {
         "acked_by_resend": resent.0,
         "unacked": resent.1,
         "dashboard_deltas": tally::get(&tally::DELTAS),
+        "undelivered_ages_secs": undelivered,
+        "dashboard_snapshots": tally::snapshots(),
         "dashboard_lagged": tally::get(&tally::LAGGED),
         "reconnects": tally::get(&tally::RECONNECTS),
         "signins": tally::get(&tally::SIGNINS),
@@ -253,8 +255,10 @@ async fn main() -> anyhow::Result<()> {
         .execute()
         .await
         .context("goose run")?;
+    // Ages at the end of the run, before the resends (which may take a while).
+    let undelivered = tally::undelivered_ages();
     let resent = tally::resend_unacked(&host, Duration::from_secs(120)).await;
-    let out = summary(&metrics, resent);
+    let out = summary(&metrics, resent, undelivered);
     eprintln!(
         "sent {} submissions, {} acknowledged ({} by a resend), {} unacknowledged; {} failed requests",
         out["sent"], out["acked"], out["acked_by_resend"], out["unacked"], out["failed_requests"]

@@ -2,7 +2,7 @@
 //! (for the harness's database check), the ones left unacknowledged (resent at the end, as the
 //! browser's outbox does), and when each socket submission left (for submit → dashboard).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -70,6 +70,48 @@ pub fn sent_at(attempt_id: &str, at: Instant) {
 pub fn since_sent(attempt_id: &str) -> Option<Duration> {
     let at = lock(&SENT_AT).as_mut()?.remove(attempt_id)?;
     Some(at.elapsed())
+}
+
+static DASHBOARDS_OPEN: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+/// Notes that the dashboard of class `class` (an index into the fixture's classes) is open.
+pub fn dashboard_opened(class: usize) {
+    lock(&DASHBOARDS_OPEN)
+        .get_or_insert_with(HashSet::new)
+        .insert(class);
+}
+
+/// Whether the dashboard of class `class` has opened.
+pub fn dashboard_is_open(class: usize) -> bool {
+    lock(&DASHBOARDS_OPEN)
+        .as_ref()
+        .is_some_and(|open| open.contains(&class))
+}
+
+static SNAPSHOTS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+/// Counts a dashboard's snapshot after its first one, by `reason` (`lagged`, a resync, …).
+pub fn snapshot(reason: &str) {
+    *lock(&SNAPSHOTS)
+        .get_or_insert_with(HashMap::new)
+        .entry(reason.to_owned())
+        .or_default() += 1;
+}
+
+/// The later snapshots' reasons and counts.
+pub fn snapshots() -> HashMap<String, u64> {
+    lock(&SNAPSHOTS).clone().unwrap_or_default()
+}
+
+/// Socket submissions no dashboard reported: how many seconds ago each left, oldest first
+/// (taken when goose returns, to tell the ramp-up's from the ones the end of the run cut off).
+pub fn undelivered_ages() -> Vec<f64> {
+    let mut ages: Vec<f64> = lock(&SENT_AT)
+        .as_ref()
+        .map(|m| m.values().map(|at| at.elapsed().as_secs_f64()).collect())
+        .unwrap_or_default();
+    ages.sort_by(|a, b| b.total_cmp(a));
+    ages
 }
 
 /// Resends every unacknowledged submission over HTTP until each is acknowledged or `deadline`
