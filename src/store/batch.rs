@@ -181,11 +181,7 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 report.acquire = acquiring.elapsed();
                 let stale = stale_given(&check_versions!(&mut *tx, versions, now));
-                let to_insert: Vec<&AttemptRow> = attempts
-                    .iter()
-                    .filter(|(i, _)| !stale.contains(i))
-                    .map(|(_, a)| *a)
-                    .collect();
+                let to_insert = not_stale(&attempts, &stale);
                 let inserted = pg::insert_attempts(&mut tx, &to_insert).await?;
                 let duplicates = fetch_duplicates!(&mut *tx, attempts_of(&attempts), &inserted);
                 let effective = first.effective_items(items, &inserted, &stale);
@@ -201,11 +197,7 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 report.acquire = acquiring.elapsed();
                 let stale = stale_given(&check_versions!(&mut *tx, versions, now));
-                let to_insert: Vec<&AttemptRow> = attempts
-                    .iter()
-                    .filter(|(i, _)| !stale.contains(i))
-                    .map(|(_, a)| *a)
-                    .collect();
+                let to_insert = not_stale(&attempts, &stale);
                 let inserted = sqlite::insert_attempts(&mut tx, &to_insert).await?;
                 let duplicates = fetch_duplicates!(&mut *tx, attempts_of(&attempts), &inserted);
                 let effective = first.effective_items(items, &inserted, &stale);
@@ -256,6 +248,18 @@ impl Store {
             .collect();
         Ok((results, report))
     }
+}
+
+/// The attempts whose item the version check did not find stale: those to insert.
+fn not_stale<'a>(
+    indexed: &[(usize, &'a AttemptRow)],
+    stale: &HashSet<usize>,
+) -> Vec<&'a AttemptRow> {
+    indexed
+        .iter()
+        .filter(|(index, _)| !stale.contains(index))
+        .map(|(_, attempt)| *attempt)
+        .collect()
 }
 
 fn attempts_of<'a>(indexed: &[(usize, &'a AttemptRow)]) -> Vec<&'a AttemptRow> {

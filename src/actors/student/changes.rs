@@ -73,20 +73,7 @@ impl StudentActor {
             }
         };
         if tries >= MAX_STALE_TRIES {
-            match pending {
-                Pending::Attempt {
-                    attempt,
-                    at_ms,
-                    shared_slot,
-                    ..
-                } => {
-                    self.release_rate_slot(at_ms, shared_slot.then_some(&attempt.attempt_id));
-                    self.answer_waiters(&attempt.attempt_id, Err(ActorError::Reloading));
-                }
-                Pending::Hint { reply, .. } => {
-                    let _ = reply.send(Err(ActorError::Reloading));
-                }
-            }
+            self.refuse(pending, ActorError::Reloading);
         } else {
             self.queue.push_front(pending);
         }

@@ -106,19 +106,25 @@ impl StudentActor {
     /// was written).
     pub(super) fn refuse_queued(&mut self, error: ActorError) {
         for pending in std::mem::take(&mut self.queue) {
-            match pending {
-                Pending::Attempt {
-                    attempt,
-                    at_ms,
-                    shared_slot,
-                    ..
-                } => {
-                    self.release_rate_slot(at_ms, shared_slot.then_some(&attempt.attempt_id));
-                    self.answer_waiters(&attempt.attempt_id, Err(error.clone()));
-                }
-                Pending::Hint { reply, .. } => {
-                    let _ = reply.send(Err(error.clone()));
-                }
+            self.refuse(pending, error.clone());
+        }
+    }
+
+    /// Answers one change with `error`, nothing of it written: an attempt's rate slot is given
+    /// back (in the shared window too when it took one there).
+    pub(super) fn refuse(&mut self, pending: Pending, error: ActorError) {
+        match pending {
+            Pending::Attempt {
+                attempt,
+                at_ms,
+                shared_slot,
+                ..
+            } => {
+                self.release_rate_slot(at_ms, shared_slot.then_some(&attempt.attempt_id));
+                self.answer_waiters(&attempt.attempt_id, Err(error));
+            }
+            Pending::Hint { reply, .. } => {
+                let _ = reply.send(Err(error));
             }
         }
     }
