@@ -143,6 +143,9 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub writer: WriterMetrics,
     pub refusals: Refusals,
+    /// Answers of `GET /api/v1/me` served from this instance's cache, and built from the store.
+    pub account_view_hits: Counter,
+    pub account_view_misses: Counter,
 }
 
 impl Default for Metrics {
@@ -186,6 +189,18 @@ impl Metrics {
              back, failures cleared, a socket record refreshed or removed), by limit.",
             refusals.lost.clone(),
         );
+        let account_view_hits = Counter::default();
+        let account_view_misses = Counter::default();
+        registry.register(
+            "nsi_account_view_cache_hits",
+            "Answers of GET /api/v1/me served from this instance's cache.",
+            account_view_hits.clone(),
+        );
+        registry.register(
+            "nsi_account_view_cache_misses",
+            "Answers of GET /api/v1/me built from the database (none cached, or changed since).",
+            account_view_misses.clone(),
+        );
         registry.register(
             "nsi_build",
             "The running build (always 1).",
@@ -201,6 +216,8 @@ impl Metrics {
             http,
             writer,
             refusals,
+            account_view_hits,
+            account_view_misses,
         }
     }
 

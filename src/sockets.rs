@@ -228,6 +228,7 @@ impl SessionSink for WsHub {
                     end(&sockets[..], Some(token_hash));
                 }
             }
+            SessionEnded::AccountViews => {}
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::actors::writer::DrainSwitch;
 use crate::auth::Auth;
 use crate::auth::origin::AllowedOrigins;
 use crate::bus::redis::RedisBus;
-use crate::bus::{EventBus, LocalBus, SessionSink};
+use crate::bus::{EventBus, LocalBus, SessionEnded, SessionSink};
 use crate::cluster::limits::SharedLimits;
 use crate::config::Settings;
 use crate::content;
@@ -27,6 +27,7 @@ use crate::grading::sql::{self, SqlLimits};
 use crate::http;
 use crate::http::catalogue::RenderedCatalogue;
 use crate::metrics::{Levels, Metrics};
+use crate::service::account_views::AccountViews;
 use crate::sockets::WsHub;
 use crate::state::AppState;
 use crate::store::Store;
@@ -93,6 +94,11 @@ impl Application {
             }
             None => Arc::new(LocalBus::default()),
         };
+        // This instance's changes of account views reach the other instances' caches.
+        store.on_views_changed({
+            let bus = bus.clone();
+            move || bus.publish_session_ended(SessionEnded::AccountViews)
+        });
         // The limits every instance counts together (Redis), when configured.
         let limits = SharedLimits::of(cluster.as_ref(), &metrics.refusals);
         let actors = ActorSystem::start(
@@ -149,7 +155,12 @@ impl Application {
                 None
             }
         };
+        let account_views = AccountViews::new(
+            metrics.account_view_hits.clone(),
+            metrics.account_view_misses.clone(),
+        );
         let state = web::Data::new(AppState {
+            account_views,
             registry: actors.registry.clone(),
             ws,
             auth,

@@ -30,4 +30,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The link to the other instances (Redis), when `redis.url` is set.
     pub cluster: Option<Arc<Cluster>>,
+    /// This instance's cached answers of `GET /api/v1/me`.
+    pub account_views: crate::service::account_views::AccountViews,
 }

@@ -546,7 +546,8 @@ fn load_error(e: anyhow::Error) -> AppError {
     if e.is::<LoadTimedOut>() {
         busy()
     } else {
-        AppError::Internal(e)
+        // A pool wait or a statement timeout is an overload (503), anything else a 500.
+        AppError::from(e)
     }
 }
 

@@ -187,6 +187,7 @@ impl Sessions {
             Some(SessionEnded::User { user_id }) => {
                 cache.retain(|_, c| c.identity.user_id != *user_id);
             }
+            Some(SessionEnded::AccountViews) => {}
             None => cache.clear(),
         }
     }
@@ -244,11 +245,17 @@ impl Sessions {
 /// Sessions ended on any instance (the bus): dropped from this instance's cache at once.
 impl SessionSink for Sessions {
     fn session_ended(&self, ended: &SessionEnded) {
+        if *ended == SessionEnded::AccountViews {
+            self.store.views_changed_elsewhere();
+            return;
+        }
         self.forget_cached(Some(ended));
     }
 
     fn sessions_unknown(&self) {
         self.forget_cached(None);
+        // The news of account views changed elsewhere may have been missed too.
+        self.store.views_changed_elsewhere();
     }
 }
 

@@ -118,6 +118,10 @@ pub enum SessionEnded {
     Session { token_hash: String },
     /// Every session of a user.
     User { user_id: UserId },
+    /// Not a session's end, but news for the same caches: a write on one instance changed what
+    /// some users' own account views show (a class joined, renamed or archived, an assignment, a
+    /// display name): every instance drops its cached `GET /api/v1/me` answers.
+    AccountViews,
 }
 
 /// Receives the sessions that ended (this instance's sockets, and its session cache).

@@ -3,6 +3,7 @@
 //! above the actors: http and ws call here and never each other.
 
 pub mod access;
+pub mod account_views;
 pub mod submit;
 pub mod views;
 

@@ -88,6 +88,7 @@ impl Store {
             .await?
             .try_get("assigned_at")?
         });
+        self.views_changed();
         Ok(assigned_at)
     }
 
@@ -105,6 +106,9 @@ impl Store {
                 .await?
                 .rows_affected()
         });
+        if n > 0 {
+            self.views_changed();
+        }
         Ok(n == 1)
     }
 }

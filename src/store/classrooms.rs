@@ -96,6 +96,7 @@ impl Store {
             match inserted {
                 Ok(None) => return Ok(None),
                 Ok(Some(id)) => {
+                    self.views_changed();
                     return Ok(Some(Classroom {
                         id: ClassroomId(id),
                         teacher_id: teacher,
@@ -213,7 +214,10 @@ impl Store {
                     .map(|r| r.rows_affected())
             });
             match updated {
-                Ok(_) => return Ok(code),
+                Ok(_) => {
+                    self.views_changed();
+                    return Ok(code);
+                }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -249,6 +253,7 @@ impl Store {
             .execute(pool)
             .await?;
         });
+        self.views_changed();
         Ok(())
     }
 

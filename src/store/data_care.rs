@@ -113,6 +113,7 @@ impl Store {
                 .await?;
             report
         });
+        self.views_changed();
         Ok(report)
     }
 

@@ -197,6 +197,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         });
+        self.views_changed();
         Ok(outcome)
     }
 
@@ -275,7 +276,10 @@ impl Store {
             .map(|r| r.rows_affected())
         });
         match inserted {
-            Ok(_) => Ok(Ok(())),
+            Ok(_) => {
+                self.views_changed();
+                Ok(Ok(()))
+            }
             Err(e) if is_unique_violation(&e) => {
                 // Three unique keys: (class, student), (class, pseudonym key), (class, skeleton).
                 // Which kind was hit?
@@ -406,6 +410,9 @@ impl Store {
                 was_last_class: remaining == 0,
             })
         });
+        if removal.is_some() {
+            self.views_changed();
+        }
         Ok(removal)
     }
 }

@@ -62,6 +62,7 @@ impl Store {
                 .execute(pool)
                 .await?;
         });
+        self.views_changed();
         Ok(())
     }
 

@@ -17,6 +17,7 @@ pub mod load_school;
 pub mod progress;
 pub mod sessions;
 pub mod users;
+mod views_version;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -98,6 +99,8 @@ pub struct PoolStats {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    /// Raised by every write that can change a user's own account view (views_version.rs).
+    views: std::sync::Arc<views_version::ViewsVersion>,
 }
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -152,6 +155,9 @@ impl Store {
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
+                    // The database is a file in this process: a "ping" before each use would be
+                    // one more round trip to the connection's thread, and can find nothing wrong.
+                    .test_before_acquire(false)
                     .max_connections(settings.max_connections)
                     .min_connections(settings.min_connections)
                     .acquire_timeout(acquire_timeout)
@@ -161,7 +167,10 @@ impl Store {
                 Pool::Sqlite(pool)
             }
         };
-        let store = Store { pool };
+        let store = Store {
+            pool,
+            views: views_version::new(),
+        };
         store.migrate().await?;
         store
             .backfill_pseudonym_skeletons()

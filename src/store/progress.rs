@@ -158,9 +158,11 @@ impl Store {
         let mut p = StudentProgress::new(student);
         let mut version = 0;
         on_pool!(self, pool => {
+            // One connection for the six reads: a loaded pool is waited for once, not six times.
+            let mut conn = pool.acquire().await?;
             if let Some(r) = sqlx::query("SELECT version FROM student_stats WHERE student_id = $1")
                 .bind(student.0)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *conn)
                 .await?
             {
                 version = r.try_get("version")?;
@@ -171,7 +173,7 @@ impl Store {
                  FROM progress WHERE student_id = $1",
             )
             .bind(student.0)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
             for r in rows {
                 p.exercises
@@ -182,7 +184,7 @@ impl Store {
                  FROM student_stats WHERE student_id = $1",
             )
             .bind(student.0)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await?
             {
                 p.xp = r.try_get("xp")?;
@@ -194,7 +196,7 @@ impl Store {
             }
             for r in sqlx::query("SELECT badge FROM student_badges WHERE student_id = $1")
                 .bind(student.0)
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await?
             {
                 let code: String = r.try_get("badge")?;
@@ -202,7 +204,7 @@ impl Store {
             }
             for r in sqlx::query("SELECT achievement FROM student_achievements WHERE student_id = $1")
                 .bind(student.0)
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await?
             {
                 let code: String = r.try_get("achievement")?;
@@ -210,7 +212,7 @@ impl Store {
             }
             for r in sqlx::query("SELECT hint_id FROM hint_uses WHERE student_id = $1")
                 .bind(student.0)
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await?
             {
                 p.hints_used.insert(HintId(r.try_get("hint_id")?));

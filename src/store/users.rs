@@ -178,6 +178,7 @@ impl Store {
                 .execute(pool)
                 .await?;
         });
+        self.views_changed();
         Ok(())
     }
 
@@ -189,6 +190,7 @@ impl Store {
                 .execute(pool)
                 .await?;
         });
+        self.views_changed();
         Ok(())
     }
 

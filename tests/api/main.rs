@@ -2,6 +2,7 @@
 //! `TEST_DATABASE_URL` points at a PostgreSQL server (default: the local one); each test gets its
 //! own database there. `TEST_LOG=1` shows the app's logs.
 
+mod account_views;
 mod accounts;
 mod authz;
 mod catalogue;
