@@ -82,7 +82,11 @@ impl Application {
         // the session cache): through Redis when a cluster is configured, else in-process.
         let bus: Arc<dyn EventBus> = match &cluster {
             Some(cluster) => {
-                let bus = RedisBus::start(cluster.clone(), &settings.redis);
+                let bus = RedisBus::start(
+                    cluster.clone(),
+                    &settings.redis,
+                    settings.actors.classroom_ring_size,
+                );
                 metrics.register_bus_lag(bus.lag_histogram());
                 let limit = cluster.connect_timeout() + cluster.command_timeout();
                 if !bus.first_subscription(limit).await {

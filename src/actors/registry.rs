@@ -12,13 +12,13 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
-use super::classroom::{Apply, ClassroomActor, ClassroomActorConfig, ClassroomData, Reload};
+use super::classroom::{Apply, ClassroomActor, ClassroomActorConfig, ClassroomData, Delta, Reload};
 use super::runtime::ActorRuntime;
 use super::student::{
     ReloadClassrooms, StudentActor, StudentActorConfig, StudentChanged, SubmitAnswer,
 };
 use super::writer::WriterHandle;
-use crate::bus::{BusStats, ClassEvent, EventBus, EventSink, Presence};
+use crate::bus::{BusStats, ClassEvent, EventBus, EventSink, Presence, StreamPos};
 use crate::cluster::Cluster;
 use crate::cluster::limits::SharedLimits;
 use crate::cluster::students::{StudentLink, StudentNews, StudentNewsSink};
@@ -263,8 +263,13 @@ impl Registry {
                 // Listening to the class before loading it: every event committed after the
                 // load reaches the actor (bounded wait; without a subscription the class loads
                 // at once and resyncs when the subscription returns).
-                if let Some(subscribed) = self.bus.watch_class(id) {
-                    let _ = tokio::time::timeout(self.load_timeout(), subscribed).await;
+                let mut stream = None;
+                if let Some(subscribed) = self.bus.watch_class(id)
+                    && let Ok(Ok(())) = tokio::time::timeout(self.load_timeout(), subscribed).await
+                {
+                    // Subscribed: the class's shared stream as it is before the load (every
+                    // event up to its offset was committed before the load reads).
+                    stream = self.bus.stream_head(id).await;
                 }
                 let loaded = ClassroomData::load_within(&self.store, id, self.load_timeout());
                 let Some(data) = loaded.await? else {
@@ -277,6 +282,7 @@ impl Registry {
                     idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
                     load_timeout: self.load_timeout(),
                     dirty: slot.dirty.clone(),
+                    stream,
                 };
                 let capacity = self.actors.mailbox_capacity;
                 let actor = ClassroomActor::new(id, data, config);
@@ -384,6 +390,38 @@ impl Registry {
         self.bus.publish(classroom, event);
     }
 
+    /// The class's shared stream now (`EventBus::stream_head`).
+    pub fn stream_head(
+        &self,
+        classroom: ClassroomId,
+    ) -> futures_util::future::BoxFuture<'static, Option<StreamPos>> {
+        self.bus.stream_head(classroom)
+    }
+
+    /// The events `after + 1 ..= upto` of the class's shared stream `epoch`, if it still holds
+    /// them all (`EventBus::recent_events`): a dashboard resuming here from another instance.
+    pub async fn recent_class_events(
+        &self,
+        classroom: ClassroomId,
+        epoch: u64,
+        after: u64,
+        upto: u64,
+    ) -> Option<Vec<Delta>> {
+        let events = self
+            .bus
+            .recent_events(classroom, epoch, after, upto)
+            .await?;
+        Some(
+            events
+                .into_iter()
+                .map(|(offset, event)| Delta {
+                    offset,
+                    event: Arc::new(event),
+                })
+                .collect(),
+        )
+    }
+
     /// A student joined or left a class (or was removed): their actor, if running, sends events
     /// to the new set of classes, and the classes' actors, if running, reload their roster.
     pub async fn membership_changed(&self, student: UserId, classroom: ClassroomId) {
@@ -471,12 +509,12 @@ impl Registry {
 impl EventSink for Registry {
     /// Hands a class's event to its actor on this instance, if one is running (one that is not
     /// running loads the current state from the database when it starts).
-    fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>) {
+    fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>, pos: Option<StreamPos>) {
         let Some(slot) = self.classrooms.get(&classroom).map(|s| s.clone()) else {
             return;
         };
         match slot.addr.get() {
-            Some(addr) if addr.try_send(Apply(event)).is_ok() => {}
+            Some(addr) if addr.try_send(Apply { event, pos }).is_ok() => {}
             Some(_) => {
                 // Mailbox full or actor stopping: it reloads from the database instead.
                 slot.dirty.store(true, Ordering::Release);

@@ -9,6 +9,7 @@ pub mod redis;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -132,10 +133,20 @@ pub trait SessionSink: Send + Sync {
     fn sessions_unknown(&self) {}
 }
 
+/// An event's place in its class's shared stream (`RedisBus`): the same (epoch, offset) names the
+/// same event on every instance. Events without one (`LocalBus`, or delivered directly while the
+/// Redis subscription is down) are numbered by the instance's own actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPos {
+    pub epoch: u64,
+    /// 1, 2, 3… in the epoch; in a head (`EventBus::stream_head`), the last one given (0: none).
+    pub offset: u64,
+}
+
 /// Receives the events published for classes (the actor registry, which hands them to the
 /// classroom actors running on this instance).
 pub trait EventSink: Send + Sync {
-    fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>);
+    fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>, pos: Option<StreamPos>);
     /// Events of the class (of every class here, `None`) may have been lost on the way: its
     /// actor reloads from the database and starts a new stream, so its dashboards resync.
     fn resync(&self, classroom: Option<ClassroomId>);
@@ -157,6 +168,24 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
     /// or `None` when there is nothing to wait for.
     fn watch_class(&self, _classroom: ClassroomId) -> Option<oneshot::Receiver<()>> {
         None
+    }
+    /// The class's shared stream as it is now: its epoch and the last offset given (the stream
+    /// is created when there is none). `None`: no shared stream (`LocalBus`, the subscription is
+    /// down, Redis failed or did not answer within `redis.command_timeout_ms`).
+    fn stream_head(&self, _classroom: ClassroomId) -> BoxFuture<'static, Option<StreamPos>> {
+        Box::pin(std::future::ready(None))
+    }
+    /// The events `after + 1 ..= upto` of the class's shared stream `epoch`, each with its
+    /// offset, if the stream still holds every one of them (`None` otherwise, or on any error or
+    /// timeout).
+    fn recent_events(
+        &self,
+        _classroom: ClassroomId,
+        _epoch: u64,
+        _after: u64,
+        _upto: u64,
+    ) -> BoxFuture<'static, Option<Vec<(u64, ClassEvent)>>> {
+        Box::pin(std::future::ready(None))
     }
     /// Stops the bus's tasks (the server is stopping).
     fn shutdown(&self) {}
@@ -207,7 +236,7 @@ impl EventBus for LocalBus {
         self.published.fetch_add(1, Ordering::Relaxed);
         if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
             self.received.fetch_add(1, Ordering::Relaxed);
-            sink.deliver(classroom, event);
+            sink.deliver(classroom, event, None);
         }
     }
 

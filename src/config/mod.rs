@@ -99,6 +99,9 @@ pub struct RedisSettings {
     pub unsubscribe_after_secs: u64,
     /// The longest wait between two attempts to get the subscription back.
     pub reconnect_max_ms: u64,
+    /// A class's shared stream in Redis (epoch, offset, recent events) expires this long after
+    /// its last use.
+    pub class_stream_ttl_secs: u64,
 }
 
 /// Error reporting (src/telemetry/sentry.rs): off while `dsn` is empty.

@@ -58,6 +58,10 @@ impl Settings {
                 ("redis.publish_queue", self.redis.publish_queue as u64),
                 ("redis.publish_batch", self.redis.publish_batch as u64),
                 ("redis.reconnect_max_ms", self.redis.reconnect_max_ms),
+                (
+                    "redis.class_stream_ttl_secs",
+                    self.redis.class_stream_ttl_secs,
+                ),
             ] {
                 if value == 0 {
                     bail!("configuration key `{key}`: must be at least 1");

@@ -1,5 +1,6 @@
 //! A teacher's class dashboard (`GET /ws/classrooms/{id}[?epoch=E&offset=N]`): a snapshot (or the
-//! missed deltas when resuming), then every event of the class as a `delta` with increasing
+//! missed deltas when resuming: from the class's ring, and with Redis those older than the ring
+//! from the class's shared stream), then every event of the class as a `delta` with increasing
 //! offsets. The class's actor fills this socket's bounded queue without waiting; when the queue
 //! overflowed, the socket drops its backlog and starts again from a fresh snapshot.
 
@@ -14,7 +15,7 @@ use super::SocketKind;
 use super::conn::{Conn, Incoming};
 use super::protocol::{self, Close, ServerMessage, SnapshotReason, TeacherRequest};
 use crate::actors::classroom::{
-    GetSnapshot, Resync, Subscribe, Subscriber, Subscription, Unsubscribe,
+    ClassroomSnapshot, Delta, GetSnapshot, Resync, Subscribe, Subscriber, Subscription, Unsubscribe,
 };
 use crate::auth::Identity;
 use crate::domain::ids::{ClassroomId, UserId};
@@ -92,7 +93,7 @@ impl Dashboard {
         let mut shutdown = self.state.ws.shutdown_signal();
         // Boxed: this task lives as long as the socket, and its state is as large as the largest
         // future it awaits inline (see `ws::student::run`).
-        let close = match Box::pin(self.start(&mut conn, subscriber, resume)).await {
+        let close = match Box::pin(self.start(&mut conn, &mut queue, subscriber, resume)).await {
             Err(close) => Some(close),
             Ok(()) => {
                 self.serve(&mut conn, &mut queue, &lagging, &mut shutdown)
@@ -110,6 +111,7 @@ impl Dashboard {
     async fn start(
         &self,
         conn: &mut Conn,
+        queue: &mut mpsc::Receiver<Arc<str>>,
         subscriber: Subscriber,
         resume: Option<(u64, u64)>,
     ) -> Result<(), Close> {
@@ -151,21 +153,73 @@ impl Dashboard {
                 .await
             }
             Subscription::Resumed { epoch, missed } => {
-                conn.send(&ServerMessage::Resumed {
-                    epoch,
-                    after_offset: resume.map_or(0, |(_, offset)| offset),
-                    count: missed.len(),
-                })
-                .await?;
-                for delta in &missed {
-                    match delta.frame(epoch) {
-                        Some(frame) => conn.send_text(&frame).await?,
-                        None => return Err(Close::InternalError),
+                let after = resume.map_or(0, |(_, offset)| offset);
+                Box::pin(self.resumed(conn, epoch, after, &missed)).await
+            }
+            Subscription::Behind {
+                epoch,
+                after,
+                upto,
+                then,
+            } => {
+                // Registered already: later events wait in this socket's queue meanwhile.
+                let older = self
+                    .state
+                    .registry
+                    .recent_class_events(self.classroom, epoch, after, upto)
+                    .await;
+                match older {
+                    Some(mut missed) => {
+                        missed.extend(then);
+                        Box::pin(self.resumed(conn, epoch, after, &missed)).await
+                    }
+                    None => {
+                        while queue.try_recv().is_ok() {}
+                        let snapshot = self.fresh_snapshot(conn).await?;
+                        conn.send(&ServerMessage::Snapshot {
+                            reason: SnapshotReason::ResumeUnavailable,
+                            snapshot: &snapshot,
+                        })
+                        .await
                     }
                 }
-                Ok(())
             }
         }
+    }
+
+    /// `resumed`, then exactly the missed deltas.
+    async fn resumed(
+        &self,
+        conn: &mut Conn,
+        epoch: u64,
+        after: u64,
+        missed: &[Delta],
+    ) -> Result<(), Close> {
+        conn.send(&ServerMessage::Resumed {
+            epoch,
+            after_offset: after,
+            count: missed.len(),
+        })
+        .await?;
+        for delta in missed {
+            match delta.frame(epoch) {
+                Some(frame) => conn.send_text(&frame).await?,
+                None => return Err(Close::InternalError),
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties this socket's queue and takes a snapshot: the class fills the queue again from
+    /// the snapshot's offset on.
+    async fn fresh_snapshot(&self, conn: &mut Conn) -> Result<ClassroomSnapshot, Close> {
+        self.state
+            .registry
+            .ask_classroom(self.classroom, Resync(conn.id()))
+            .await
+            .map_err(|_| Close::InternalError)?
+            // The class restarted and forgot this socket: reconnecting resubscribes.
+            .ok_or(Close::GoingAway)
     }
 
     async fn serve(
@@ -218,14 +272,7 @@ impl Dashboard {
         queue: &mut mpsc::Receiver<Arc<str>>,
     ) -> Result<(), Close> {
         while queue.try_recv().is_ok() {}
-        let snapshot = self
-            .state
-            .registry
-            .ask_classroom(self.classroom, Resync(conn.id()))
-            .await
-            .map_err(|_| Close::InternalError)?
-            // The class restarted and forgot this socket: reconnecting resubscribes.
-            .ok_or(Close::GoingAway)?;
+        let snapshot = self.fresh_snapshot(conn).await?;
         conn.send(&ServerMessage::Snapshot {
             reason: SnapshotReason::Lagged,
             snapshot: &snapshot,

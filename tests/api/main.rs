@@ -24,6 +24,7 @@ mod raw_ws;
 mod redis_bus;
 mod redis_limits;
 mod redis_owner;
+mod redis_resume;
 mod security;
 mod startup;
 mod submissions;

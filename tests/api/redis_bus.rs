@@ -19,7 +19,7 @@ use crate::ws::{Ws, exercises, new_class, student, submit_msg, teacher_socket};
 
 /// Settings of an instance on `db` tied to the Redis at `url`, under a key prefix of its own
 /// (shared by the test's instances).
-fn tied(db: &TestDb, url: &str, prefix: &str) -> nsi_live::config::Settings {
+pub(crate) fn tied(db: &TestDb, url: &str, prefix: &str) -> nsi_live::config::Settings {
     let mut settings = db.settings();
     settings.redis.url = secrecy::SecretString::from(url.to_owned());
     settings.redis.key_prefix = prefix.to_owned();
@@ -31,12 +31,12 @@ fn tied(db: &TestDb, url: &str, prefix: &str) -> nsi_live::config::Settings {
     settings
 }
 
-fn new_prefix() -> String {
+pub(crate) fn new_prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Instance A (a `TestApp`) and instance B on the same database and Redis.
-async fn two_instances(backend: Backend, url: &str) -> (TestApp, OtherInstance) {
+pub(crate) async fn two_instances(backend: Backend, url: &str) -> (TestApp, OtherInstance) {
     let db = TestDb::new(backend).await;
     let settings = tied(&db, url, &new_prefix());
     let a = TestApp::spawn_with(db, settings.clone()).await;
@@ -47,7 +47,7 @@ async fn two_instances(backend: Backend, url: &str) -> (TestApp, OtherInstance) 
 }
 
 /// One series of an instance's `/metrics` (panics when absent).
-async fn series(address: &str, name: &str) -> f64 {
+pub(crate) async fn series(address: &str, name: &str) -> f64 {
     let text = new_client()
         .get(format!("{address}/metrics"))
         .send()
@@ -61,7 +61,7 @@ async fn series(address: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing in /metrics:\n{text}"))
 }
 
-async fn subscribed(address: &str) {
+pub(crate) async fn subscribed(address: &str) {
     eventually("the bus subscription is up", || async {
         series(address, "nsi_bus_subscription_up").await == 1.0
     })
@@ -80,7 +80,7 @@ async fn readyz(address: &str) -> Value {
 }
 
 /// A browser on instance `address` (our page's Origin, the session cookie).
-async fn connect_at(address: &str, path: &str, token: &str) -> Ws {
+pub(crate) async fn connect_at(address: &str, path: &str, token: &str) -> Ws {
     let host = address.trim_start_matches("http://");
     let mut request = format!("ws://{host}{path}").into_client_request().unwrap();
     let headers = request.headers_mut();
@@ -97,7 +97,7 @@ async fn connect_at(address: &str, path: &str, token: &str) -> Ws {
     Ws { stream }
 }
 
-async fn student_socket_at(address: &str, token: &str) -> Ws {
+pub(crate) async fn student_socket_at(address: &str, token: &str) -> Ws {
     let mut ws = connect_at(address, "/ws", token).await;
     ws.expect("welcome").await;
     ws.expect("progress").await;
@@ -105,7 +105,7 @@ async fn student_socket_at(address: &str, token: &str) -> Ws {
 }
 
 /// Submits over the socket; the answer's `result`.
-async fn submit(ws: &mut Ws, exercise: i64, passed: bool) -> Value {
+pub(crate) async fn submit(ws: &mut Ws, exercise: i64, passed: bool) -> Value {
     let (attempt_id, msg) = submit_msg(exercise, passed);
     ws.send(msg).await;
     let result = ws.until("the result", |v| v["type"] == "result").await;
@@ -232,7 +232,7 @@ impl Drop for PrivateRedis {
 }
 
 /// One command on a fresh connection.
-async fn command(url: &str, args: &[&str]) -> redis::RedisResult<redis::Value> {
+pub(crate) async fn command(url: &str, args: &[&str]) -> redis::RedisResult<redis::Value> {
     let client = redis::Client::open(url)?;
     let work = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
@@ -377,10 +377,19 @@ both_backends!(
     }
 );
 
-/// Publishes a bus envelope by hand on a class's channel, as instance `origin` would.
-async fn inject(url: &str, prefix: &str, class: i64, origin: &str, seq: u64, event: Value) {
+/// Publishes a bus envelope by hand on a class's channel, as instance `origin` would, at
+/// `(epoch, offset)` of the class's shared stream (as the stream script writes it).
+async fn inject(
+    url: &str,
+    prefix: &str,
+    class: i64,
+    origin: &str,
+    seq: u64,
+    at: (u64, u64),
+    event: Value,
+) {
     let envelope = serde_json::json!({
-        "o": origin, "s": seq, "t": chrono_now_ms(), "e": event,
+        "E": at.0, "n": at.1, "o": origin, "s": seq, "t": chrono_now_ms(), "e": event,
     });
     let channel = format!("{prefix}:class:{class}");
     command(url, &["PUBLISH", &channel, &envelope.to_string()])
@@ -408,12 +417,14 @@ both_backends!(
         let (student_user, _) = student(&app, &class).await;
         let (mut dash, snapshot) = teacher_socket(&app, &class, &teacher_token).await;
         let epoch = snapshot["epoch"].clone();
+        let e = epoch.as_u64().unwrap();
+        let n = snapshot["offset"].as_u64().unwrap();
         let xp = |xp: i64| serde_json::json!({ "kind": "xp_changed", "student_id": student_user.id, "xp": xp });
 
         // Another instance's messages 1 and 2, then 2 again: two deltas, the copy dropped.
-        inject(&url, &prefix, class.id, "elsewhere", 1, xp(10)).await;
-        inject(&url, &prefix, class.id, "elsewhere", 2, xp(20)).await;
-        inject(&url, &prefix, class.id, "elsewhere", 2, xp(20)).await;
+        inject(&url, &prefix, class.id, "elsewhere", 1, (e, n + 1), xp(10)).await;
+        inject(&url, &prefix, class.id, "elsewhere", 2, (e, n + 2), xp(20)).await;
+        inject(&url, &prefix, class.id, "elsewhere", 2, (e, n + 2), xp(20)).await;
         assert_eq!(dash.delta("xp_changed").await["xp"], 10);
         assert_eq!(dash.delta("xp_changed").await["xp"], 20);
         if let Some(v) = dash.try_next(Duration::from_millis(500)).await {
@@ -421,14 +432,24 @@ both_backends!(
         }
         assert_eq!(series(&app.address, "nsi_bus_duplicates_total").await, 1.0);
 
-        // Message 4 without 3: delivered, and the class resyncs (a new stream, a snapshot).
-        inject(&url, &prefix, class.id, "elsewhere", 4, xp(40)).await;
+        // Message 4 without 3 (lost before Redis numbered it): delivered, and the class resyncs
+        // (a snapshot). The shared stream's epoch stays: a new one is the origin's to begin.
+        inject(&url, &prefix, class.id, "elsewhere", 4, (e, n + 3), xp(40)).await;
         assert_eq!(dash.delta("xp_changed").await["xp"], 40);
         let fresh = resynced(&mut dash).await;
         assert_eq!(fresh["reason"], "lagged", "{fresh}");
-        assert_ne!(fresh["epoch"], epoch, "{fresh}");
+        assert_eq!(fresh["epoch"], epoch, "{fresh}");
         assert_eq!(series(&app.address, "nsi_bus_gaps_total").await, 1.0);
         assert!(series(&app.address, "nsi_bus_lag_seconds_count").await >= 4.0);
+
+        // Message 5 in sequence, but with an offset skipped (lost between Redis and here):
+        // delivered, and the class resyncs again.
+        inject(&url, &prefix, class.id, "elsewhere", 5, (e, n + 5), xp(50)).await;
+        assert_eq!(dash.delta("xp_changed").await["xp"], 50);
+        let fresh = resynced(&mut dash).await;
+        assert_eq!(fresh["reason"], "lagged", "{fresh}");
+        assert_eq!(fresh["epoch"], epoch, "{fresh}");
+        assert_eq!(fresh["offset"], n + 5, "{fresh}");
     }
 );
 

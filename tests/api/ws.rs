@@ -251,7 +251,7 @@ pub(crate) fn submit_msg(exercise: i64, passed: bool) -> (String, Value) {
     (attempt_id, msg)
 }
 
-async fn http_submit(user: &TestUser, exercise: i64, passed: bool) -> Value {
+pub(crate) async fn http_submit(user: &TestUser, exercise: i64, passed: bool) -> Value {
     let (attempt_id, mut body) = submit_msg(exercise, passed);
     let body = body.as_object_mut().unwrap();
     body.remove("type");
@@ -512,7 +512,7 @@ async fn a_dashboard_opened_after_the_students_connected_sees_them_online() {
 }
 
 /// Settings where only attempts make events: no stuck reports in the way.
-fn quiet_settings(db: &TestDb) -> nsi_live::config::Settings {
+pub(crate) fn quiet_settings(db: &TestDb) -> nsi_live::config::Settings {
     let mut s = db.settings();
     s.ws.stuck_failed_attempts = 1000;
     s

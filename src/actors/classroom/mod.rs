@@ -1,7 +1,8 @@
 //! `ClassroomActor`: one per active class on each instance. Loads the roster and the class's
 //! progress once, then folds the class's events into it (never polling, never waiting on I/O
 //! after the load) and keeps a bounded ring of recent events with increasing offsets, from which
-//! a reconnecting dashboard resumes.
+//! a reconnecting dashboard resumes. With Redis the offsets are the class's shared stream's (the
+//! same on every instance), and a dashboard resumes from that stream what the ring lacks.
 //!
 //! Dashboards subscribe here: each event is serialised once and the same bytes are offered to
 //! every dashboard's bounded queue without waiting. A dashboard whose queue is full is marked
@@ -26,7 +27,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::registry::Registry;
-use crate::bus::ClassEvent;
+use crate::bus::{ClassEvent, StreamPos};
 use crate::domain::ids::{ClassroomId, ExerciseId, UserId};
 use crate::domain::progress::ExerciseProgress;
 use crate::store::Store;
@@ -35,9 +36,13 @@ pub use data::{ClassroomData, Member};
 pub use stream::{Delta, Subscriber};
 pub use views::{ClassroomSnapshot, ExerciseAggregate, GridCell, LeaderboardEntry, StudentRow};
 
+/// An event of the class, with its place in the class's shared stream when it has one.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Apply(pub Arc<ClassEvent>);
+pub struct Apply {
+    pub event: Arc<ClassEvent>,
+    pub pos: Option<StreamPos>,
+}
 
 #[derive(Message, Clone)]
 #[rtype(result = "ClassroomSnapshot")]
@@ -67,8 +72,9 @@ pub struct Reload {
 }
 
 /// Registers a dashboard. Answers where it starts from: the missed events after `resume`
-/// (epoch, offset) when the ring still has them all, else a snapshot. Every later event goes to
-/// the subscriber's queue.
+/// (epoch, offset) when the ring still has them all, those the ring has when the older ones are
+/// to be read from the shared stream (`Behind`), else a snapshot. Every later event goes to the
+/// subscriber's queue.
 #[derive(Message, Clone)]
 #[rtype(result = "Subscription")]
 pub struct Subscribe {
@@ -86,6 +92,15 @@ pub enum Subscription {
     Resumed {
         epoch: u64,
         missed: Vec<Delta>,
+    },
+    /// The events `after + 1 ..= upto` of the shared stream `epoch` have left the ring (or never
+    /// were in it: the class loaded here later): read them from the stream, then send `then`.
+    /// If the stream lacks them, ask `Resync` for a snapshot.
+    Behind {
+        epoch: u64,
+        after: u64,
+        upto: u64,
+        then: Vec<Delta>,
     },
 }
 
@@ -108,6 +123,8 @@ pub struct ClassroomActor {
     ring_capacity: usize,
     next_offset: u64,
     epoch: u64,
+    /// `epoch` is the class's shared stream's (Redis), not one of this actor's own.
+    shared: bool,
     store: Store,
     registry: Weak<Registry>,
     /// Set by the registry when an event could not be delivered (mailbox full): reload.
@@ -141,6 +158,8 @@ pub struct ClassroomActorConfig {
     pub idle_timeout: Duration,
     pub load_timeout: Duration,
     pub dirty: Arc<AtomicBool>,
+    /// The class's shared stream before the load (with Redis, when subscribed).
+    pub stream: Option<StreamPos>,
 }
 impl ClassroomActor {
     pub fn new(id: ClassroomId, data: ClassroomData, config: ClassroomActorConfig) -> Self {
@@ -151,8 +170,11 @@ impl ClassroomActor {
             progress: HashMap::new(),
             ring: VecDeque::new(),
             ring_capacity: config.ring_capacity.max(1),
-            next_offset: 1,
-            epoch: crate::domain::time::now_ms() as u64,
+            next_offset: config.stream.map_or(1, |s| s.offset + 1),
+            epoch: config
+                .stream
+                .map_or(crate::domain::time::now_ms() as u64, |s| s.epoch),
+            shared: config.stream.is_some(),
             store: config.store,
             registry: config.registry,
             dirty: config.dirty,
@@ -203,7 +225,7 @@ impl Actor for ClassroomActor {
 impl Handler<Apply> for ClassroomActor {
     type Result = ();
 
-    fn handle(&mut self, Apply(event): Apply, _ctx: &mut Self::Context) {
+    fn handle(&mut self, Apply { event, pos }: Apply, ctx: &mut Self::Context) {
         self.fold(&event);
         if self.reloading {
             // Folded again after the reload, which may have read the database before this
@@ -216,7 +238,10 @@ impl Handler<Apply> for ClassroomActor {
                 self.reload_after_this_one(true);
             }
         }
-        self.push(event);
+        if self.place(event, pos) {
+            // Events were missed (or the stream is another one): reload what they changed.
+            self.reload(ctx, true);
+        }
     }
 }
 
@@ -269,12 +294,22 @@ impl Handler<Subscribe> for ClassroomActor {
         let missed = msg
             .resume
             .and_then(|(epoch, offset)| self.events_since(epoch, offset));
-        let answer = match missed {
-            Some(missed) => Subscription::Resumed {
+        let behind = match (&missed, msg.resume) {
+            (None, Some((epoch, offset))) => self.behind(epoch, offset),
+            _ => None,
+        };
+        let answer = match (missed, behind) {
+            (Some(missed), _) => Subscription::Resumed {
                 epoch: self.epoch,
                 missed,
             },
-            None => Subscription::Snapshot {
+            (None, Some(upto)) => Subscription::Behind {
+                epoch: self.epoch,
+                after: msg.resume.map_or(0, |(_, offset)| offset),
+                upto,
+                then: self.ring.iter().cloned().collect(),
+            },
+            (None, None) => Subscription::Snapshot {
                 snapshot: self.snapshot(),
                 resume_failed: msg.resume.is_some(),
             },

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::future::BoxFuture;
 
 use super::{ClassroomActor, ClassroomData, Member};
 use crate::actors::registry::ReloadKind;
-use crate::bus::ClassEvent;
+use crate::bus::{ClassEvent, StreamPos};
 use crate::domain::ids::UserId;
 
 /// A failed reload is tried again after this long.
@@ -16,8 +17,10 @@ const RELOAD_RETRY: Duration = Duration::from_secs(1);
 
 impl ClassroomActor {
     /// Reloads roster and progress from the database. `lost_events`: events could not be
-    /// delivered to this actor (its mailbox was full), so its stream has a gap: once reloaded it
-    /// starts a new one (see `restart_stream`). A reload asked while one runs runs after it (the
+    /// delivered to this actor (its mailbox was full, some were lost on the way), so its stream
+    /// has a gap: the class's shared stream's head is read first (with Redis), and once reloaded
+    /// the dashboards start again from it, or from a new epoch of this actor's own (see
+    /// `restart_stream`). A reload asked while one runs runs after it (the
     /// running one may have read the database before the change); a failed one is tried again a
     /// second later, until it succeeds or the class is deleted.
     pub(super) fn reload(&mut self, ctx: &mut Context<Self>, lost_events: bool) {
@@ -30,56 +33,61 @@ impl ClassroomActor {
         let store = self.store.clone();
         let id = self.id;
         let limit = self.load_timeout;
+        let head: BoxFuture<'static, Option<StreamPos>> = match self.registry.upgrade() {
+            Some(registry) if lost_events => registry.stream_head(id),
+            _ => Box::pin(std::future::ready(None)),
+        };
         ctx.spawn(
-            async move { ClassroomData::load_within(&store, id, limit).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    act.reloading = false;
-                    if !matches!(result, Ok(Some(_))) {
-                        act.during_reload.clear();
-                    }
-                    match result {
-                        Ok(Some(data)) => {
-                            let (joined, left) = act.replace_data(data);
-                            for event in std::mem::take(&mut act.during_reload) {
-                                act.fold(&event);
-                            }
-                            if lost_events {
-                                act.restart_stream();
-                            }
-                            act.announce_roster_changes(joined, left);
-                            for tx in act.applied_now.drain(..) {
-                                let _ = tx.send(());
-                            }
+            async move {
+                let head = head.await;
+                (head, ClassroomData::load_within(&store, id, limit).await)
+            }
+            .into_actor(self)
+            .map(move |(head, result), act, ctx| {
+                act.reloading = false;
+                if !matches!(result, Ok(Some(_))) {
+                    act.during_reload.clear();
+                }
+                match result {
+                    Ok(Some(data)) => {
+                        let (joined, left) = act.replace_data(data);
+                        for event in std::mem::take(&mut act.during_reload) {
+                            act.fold(&event);
                         }
-                        Ok(None) => {
-                            // The class was deleted.
-                            if let Some(registry) = act.registry.upgrade() {
-                                registry.forget_classroom(act.id, &ctx.address());
-                            }
-                            ctx.stop();
-                            return;
+                        if lost_events {
+                            act.restart_stream(head);
                         }
-                        Err(e) => {
-                            tracing::warn!(
-                                error = format!("{e:#}"),
-                                "reloading a classroom failed; trying again in a second"
-                            );
-                            if let Some(registry) = act.registry.upgrade() {
-                                registry.count_reload_failure(ReloadKind::Classroom);
-                            }
-                            // Its waiters wait for the next one.
-                            act.applied_next.append(&mut act.applied_now);
-                            ctx.run_later(RELOAD_RETRY, move |act, ctx| {
-                                act.reload(ctx, lost_events)
-                            });
-                            return;
+                        act.announce_roster_changes(joined, left);
+                        for tx in act.applied_now.drain(..) {
+                            let _ = tx.send(());
                         }
                     }
-                    if let Some(lost_events) = act.reload_again.take() {
-                        act.reload(ctx, lost_events);
+                    Ok(None) => {
+                        // The class was deleted.
+                        if let Some(registry) = act.registry.upgrade() {
+                            registry.forget_classroom(act.id, &ctx.address());
+                        }
+                        ctx.stop();
+                        return;
                     }
-                }),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "reloading a classroom failed; trying again in a second"
+                        );
+                        if let Some(registry) = act.registry.upgrade() {
+                            registry.count_reload_failure(ReloadKind::Classroom);
+                        }
+                        // Its waiters wait for the next one.
+                        act.applied_next.append(&mut act.applied_now);
+                        ctx.run_later(RELOAD_RETRY, move |act, ctx| act.reload(ctx, lost_events));
+                        return;
+                    }
+                }
+                if let Some(lost_events) = act.reload_again.take() {
+                    act.reload(ctx, lost_events);
+                }
+            }),
         );
     }
 

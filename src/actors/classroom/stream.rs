@@ -1,6 +1,13 @@
 //! The class's event stream: every folded event gets an increasing offset in a bounded ring, in
 //! one epoch; each is serialised once and offered to every subscriber's bounded queue without
-//! waiting; a stream with a gap starts a new epoch.
+//! waiting.
+//!
+//! Two kinds of epochs. With Redis (subscribed), the class's shared stream's: every event comes
+//! with its (epoch, offset), the same on every instance, and the ring holds a run of them without
+//! a hole; a jump in offsets (events lost on the way) empties the ring and reloads the class, and
+//! a resume from before the ring is read from the shared stream (`Subscription::Behind`).
+//! Without (`LocalBus`, or events delivered directly while the subscription is down), an epoch of
+//! this actor's own, numbered here; a stream with a gap then starts a new epoch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::ClassroomActor;
-use crate::bus::ClassEvent;
+use crate::bus::{ClassEvent, StreamPos};
 
 /// An event with its place in the class's stream.
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +67,67 @@ pub struct Subscriber {
 }
 
 impl ClassroomActor {
+    /// Puts a folded event in the stream. `true`: events before it were missed, or it belongs to
+    /// another shared epoch than the one followed: the class must reload (`lost_events`).
+    pub(super) fn place(&mut self, event: Arc<ClassEvent>, pos: Option<StreamPos>) -> bool {
+        match pos {
+            None => {
+                if self.shared {
+                    // Delivered without Redis: numbered here, in an epoch of our own.
+                    self.new_local_epoch();
+                    self.wake_subscribers();
+                }
+                self.push(event);
+                false
+            }
+            Some(pos) if self.shared && pos.epoch == self.epoch => {
+                if pos.offset < self.next_offset {
+                    // Already in the stream here (or in the state loaded): folded again only.
+                    return false;
+                }
+                let gap = pos.offset > self.next_offset;
+                if gap {
+                    // The ring keeps a run without a hole: it starts again here.
+                    self.ring.clear();
+                    self.next_offset = pos.offset;
+                }
+                self.push(event);
+                gap
+            }
+            Some(pos) => {
+                // Another stream (the class's shared stream began a new epoch, or this actor
+                // followed one of its own): follow it from here; the dashboards start again.
+                self.follow(pos.epoch, pos.offset);
+                self.wake_subscribers();
+                self.push(event);
+                true
+            }
+        }
+    }
+
+    /// Follows shared epoch `epoch` from offset `next` on, with an empty ring.
+    fn follow(&mut self, epoch: u64, next: u64) {
+        self.epoch = epoch;
+        self.shared = true;
+        self.ring.clear();
+        self.next_offset = next;
+    }
+
+    fn new_local_epoch(&mut self) {
+        self.epoch = (crate::domain::time::now_ms() as u64).max(self.epoch + 1);
+        self.shared = false;
+        self.ring.clear();
+    }
+
+    /// Each live dashboard is flagged lagging and woken with an empty frame (never sent on), so
+    /// that it asks for a fresh snapshot.
+    fn wake_subscribers(&mut self) {
+        for s in self.subscribers.values() {
+            s.lagging.store(true, Ordering::Release);
+            let _ = s.tx.try_send(Arc::from(""));
+        }
+    }
+
     pub(super) fn push(&mut self, event: Arc<ClassEvent>) {
         if self.ring.len() >= self.ring_capacity {
             self.ring.pop_front();
@@ -101,16 +169,38 @@ impl ClassroomActor {
         });
     }
 
-    /// A stream with a gap must not be resumed across it: a new epoch turns every resume from
-    /// the old one into a snapshot, and each live dashboard is flagged lagging and woken with an
-    /// empty frame (never sent on), so that it asks for a fresh snapshot.
-    pub(super) fn restart_stream(&mut self) {
-        self.epoch = (crate::domain::time::now_ms() as u64).max(self.epoch + 1);
-        self.ring.clear();
-        for s in self.subscribers.values() {
-            s.lagging.store(true, Ordering::Release);
-            let _ = s.tx.try_send(Arc::from(""));
+    /// After a reload that followed lost events: every live dashboard takes a fresh snapshot.
+    /// `head`: the class's shared stream read before the reload's database read (so the state
+    /// includes every event up to its offset): the class follows it, from its offset on unless
+    /// it is ahead already. Without one, a stream of this actor's own with a gap must not be
+    /// resumed across it: a new epoch turns every resume from the old one into a snapshot.
+    pub(super) fn restart_stream(&mut self, head: Option<StreamPos>) {
+        match head {
+            Some(head) if self.shared && head.epoch == self.epoch => {
+                if head.offset >= self.next_offset {
+                    self.ring.clear();
+                    self.next_offset = head.offset + 1;
+                }
+            }
+            Some(head) => self.follow(head.epoch, head.offset + 1),
+            None => self.new_local_epoch(),
         }
+        self.wake_subscribers();
+    }
+
+    /// A resume from shared epoch `epoch` after `offset` that the ring cannot answer but the
+    /// shared stream may: the last offset to read there (the one before the ring's first), when
+    /// the missed events are no more than the stream keeps (`actors.classroom_ring_size`).
+    pub(super) fn behind(&self, epoch: u64, offset: u64) -> Option<u64> {
+        let last = self.next_offset.checked_sub(1)?;
+        let oldest = self
+            .ring
+            .front()
+            .map(|d| d.offset)
+            .unwrap_or(self.next_offset);
+        let fits = last - offset.min(last) <= self.ring_capacity as u64;
+        let before_ring = offset.saturating_add(1) < oldest;
+        (self.shared && epoch == self.epoch && before_ring && fits).then(|| oldest - 1)
     }
 
     /// The events after `offset` of stream `epoch`, if the ring still has all of them.

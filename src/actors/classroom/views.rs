@@ -43,7 +43,8 @@ pub struct StudentRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassroomSnapshot {
     pub classroom_id: ClassroomId,
-    /// Identifies this actor's event stream: offsets only compare within one epoch.
+    /// Identifies the class's event stream (with Redis, shared by every instance): offsets only
+    /// compare within one epoch.
     pub epoch: u64,
     /// The offset of the last event folded in (0: none yet).
     pub offset: u64,

@@ -2,10 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `{"o": origin, "s": seq, "t": published at (ms), "d": delivered at its origin already,
-/// "e": the event}`. Short names: every event of every class carries them.
+/// `{"E": stream epoch, "n": offset, "o": origin, "s": seq, "t": published at (ms), "d": delivered
+/// at its origin already, "e": the event}`. Short names: every event of every class carries them.
+/// `E` and `n` (a class event's place in the class's shared stream) are written by Redis, in the
+/// script that appends the event to the stream (`stream.rs`): the origin sends the envelope
+/// without them.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope<B> {
+    #[serde(rename = "E", default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// The publishing instance (`Cluster::instance_id`).
     #[serde(rename = "o")]
     pub origin: String,
@@ -42,6 +49,8 @@ mod tests {
             at: 6,
         };
         let sent = Envelope {
+            epoch: None,
+            offset: None,
             origin: "a1".into(),
             seq: 9,
             at: 1234,
@@ -54,6 +63,8 @@ mod tests {
         assert_eq!((got.origin.as_str(), got.seq, got.at), ("a1", 9, 1234));
         let ended = SessionEnded::User { user_id: UserId(2) };
         let text = serde_json::to_string(&Envelope {
+            epoch: None,
+            offset: None,
             origin: "b".into(),
             seq: 1,
             at: 1,
@@ -64,5 +75,10 @@ mod tests {
         let got: Envelope<SessionEnded> = serde_json::from_str(&text).unwrap();
         assert_eq!(got.body, ended);
         assert!(got.direct);
+        assert!(text.starts_with("{\"o\":"), "{text}");
+        // As the stream script writes it: the position first, then the rest.
+        let placed = format!("{{\"E\":17,\"n\":3,{}", &text[1..]);
+        let got: Envelope<SessionEnded> = serde_json::from_str(&placed).unwrap();
+        assert_eq!((got.epoch, got.offset), (Some(17), Some(3)));
     }
 }

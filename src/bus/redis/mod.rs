@@ -11,6 +11,10 @@
 //!   a bounded queue; one task sends what is queued in one pipeline per turn. Queue full or Redis
 //!   failing → the message is dropped and counted, and this instance's class resyncs (the
 //!   other instances see the gap in the sequence).
+//! - **Shared streams** (`stream`): a class event is sent as one call of a Lua script that gives
+//!   it the next offset of the class's shared stream, keeps it in a capped Redis stream and
+//!   publishes it, atomically: every instance's actors number the class's events alike, and a
+//!   dashboard resumes on any instance from what Redis kept.
 //! - **Receiving** (`subscriber`): one dedicated pub/sub connection per instance, reconnected with
 //!   exponential backoff and jitter; it listens to the sessions channel always, and to a class's
 //!   channel while a local `ClassroomActor` for it runs (subscribed before the actor loads, left
@@ -27,17 +31,19 @@
 mod envelope;
 mod order;
 mod publisher;
+mod stream;
 mod subscriber;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{BusStats, ClassEvent, EventBus, EventSink, SessionEnded, SessionSink};
+use super::{BusStats, ClassEvent, EventBus, EventSink, SessionEnded, SessionSink, StreamPos};
 use crate::cluster::Cluster;
 use crate::config::RedisSettings;
 use crate::domain::ids::ClassroomId;
@@ -99,6 +105,13 @@ struct Shared {
     /// The last sequence number given per channel. Held while a message is numbered and queued,
     /// so that a channel's messages are queued in the order of their numbers.
     seqs: Mutex<HashMap<Channel, u64>>,
+    /// Classes whose stream must begin a new epoch (an event of theirs was lost before reaching
+    /// Redis): done at the head of the next pipeline. Written under `seqs` when a message is
+    /// dropped, so that no later message of the class is queued before it.
+    restarts: Mutex<BTreeSet<ClassroomId>>,
+    /// The shared streams' cap (`actors.classroom_ring_size`) and their keys' time to live.
+    stream_cap: usize,
+    stream_ttl_ms: u64,
     /// The subscription is up (every needed channel subscribed).
     up: AtomicBool,
     /// Set once the first subscription attempt is over (up, or failed).
@@ -126,7 +139,12 @@ impl std::fmt::Debug for RedisBus {
 impl RedisBus {
     /// Starts the publisher and the subscriber tasks (on the current Tokio runtime). Nothing
     /// waits for Redis: while it is away, the instance serves its own clients.
-    pub fn start(cluster: Arc<Cluster>, settings: &RedisSettings) -> Arc<RedisBus> {
+    /// `stream_cap`: the events of each class kept in Redis (`actors.classroom_ring_size`).
+    pub fn start(
+        cluster: Arc<Cluster>,
+        settings: &RedisSettings,
+        stream_cap: usize,
+    ) -> Arc<RedisBus> {
         let shared = Arc::new(Shared {
             cluster,
             unsubscribe_after: Duration::from_secs(settings.unsubscribe_after_secs),
@@ -134,6 +152,9 @@ impl RedisBus {
             sink: OnceLock::new(),
             sessions: Mutex::new(Vec::new()),
             seqs: Mutex::new(HashMap::new()),
+            restarts: Mutex::new(BTreeSet::new()),
+            stream_cap: stream_cap.max(1),
+            stream_ttl_ms: settings.class_stream_ttl_secs.max(1).saturating_mul(1000),
             up: AtomicBool::new(false),
             first_try: watch::Sender::new(false),
             counters: Counters::default(),
@@ -178,6 +199,8 @@ impl RedisBus {
         let seq = seqs.entry(channel).or_insert(0);
         *seq += 1;
         let envelope = Envelope {
+            epoch: None,
+            offset: None,
             origin: self.shared.cluster.instance_id().into(),
             seq: *seq,
             at: crate::domain::time::now_ms(),
@@ -202,6 +225,10 @@ impl RedisBus {
                     .counters
                     .dropped_queue_full
                     .fetch_add(1, Ordering::Relaxed);
+                if let Channel::Class(id) = channel {
+                    // Still under `seqs`: no later message of the class is queued before this.
+                    self.shared.owe_restarts([id]);
+                }
                 false
             }
         }
@@ -223,14 +250,25 @@ impl Shared {
         id.parse().ok().map(ClassroomId)
     }
 
+    /// The classes whose stream begins a new epoch at the next pipeline.
+    fn owe_restarts(&self, classes: impl IntoIterator<Item = ClassroomId>) {
+        let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+        restarts.extend(classes);
+    }
+
+    fn take_restarts(&self) -> BTreeSet<ClassroomId> {
+        let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *restarts)
+    }
+
     fn sink(&self) -> Option<Arc<dyn EventSink>> {
         self.sink.get().and_then(Weak::upgrade)
     }
 
-    fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>) {
+    fn deliver(&self, classroom: ClassroomId, event: Arc<ClassEvent>, pos: Option<StreamPos>) {
         if let Some(sink) = self.sink() {
             self.counters.received.fetch_add(1, Ordering::Relaxed);
-            sink.deliver(classroom, event);
+            sink.deliver(classroom, event, pos);
         }
     }
 
@@ -270,9 +308,10 @@ impl EventBus for RedisBus {
         let degraded = !self.shared.up.load(Ordering::Acquire);
         let queued = self.enqueue(Channel::Class(classroom), event.as_ref(), degraded);
         if degraded {
-            // No subscription: this instance's clients are served directly; the class resyncs
+            // No subscription: this instance's clients are served directly (without a place in
+            // the shared stream: the class numbers it in an epoch of its own); the class resyncs
             // when the subscription returns.
-            self.shared.deliver(classroom, event);
+            self.shared.deliver(classroom, event, None);
         } else if !queued {
             // It will not come back from Redis: the class reloads what the database has.
             self.shared.resync(Some(classroom));
@@ -310,6 +349,28 @@ impl EventBus for RedisBus {
             })
             .ok()?;
         Some(rx)
+    }
+
+    fn stream_head(&self, classroom: ClassroomId) -> BoxFuture<'static, Option<StreamPos>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            // Without the subscription the class would not receive the stream's events.
+            if !shared.up.load(Ordering::Acquire) {
+                return None;
+            }
+            shared.stream_head(classroom).await
+        })
+    }
+
+    fn recent_events(
+        &self,
+        classroom: ClassroomId,
+        epoch: u64,
+        after: u64,
+        upto: u64,
+    ) -> BoxFuture<'static, Option<Vec<(u64, ClassEvent)>>> {
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.recent_events(classroom, epoch, after, upto).await })
     }
 
     fn shutdown(&self) {

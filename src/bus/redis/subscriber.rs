@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use super::envelope::Envelope;
 use super::order::{Order, Verdict};
 use super::{Channel, Shared, Watch, sleep_or_stop};
-use crate::bus::{ClassEvent, SessionEnded};
+use crate::bus::{ClassEvent, SessionEnded, StreamPos};
 use crate::domain::ids::ClassroomId;
 
 /// How often the subscribed classes are checked against the classes running here.
@@ -271,7 +271,11 @@ fn receive(shared: &Shared, order: &mut Order, sessions: &str, msg: &redis::Msg)
                     shared.resync(Some(classroom));
                 }
                 if !is_own_direct(shared, &envelope) {
-                    shared.deliver(classroom, Arc::new(envelope.body));
+                    let pos = match (envelope.epoch, envelope.offset) {
+                        (Some(epoch), Some(offset)) => Some(StreamPos { epoch, offset }),
+                        _ => None,
+                    };
+                    shared.deliver(classroom, Arc::new(envelope.body), pos);
                 }
             }
         }
