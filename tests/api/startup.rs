@@ -300,3 +300,22 @@ async fn sigterm_stops_the_binary_cleanly() {
         "the writer did not report its final flush: {log:?}"
     );
 }
+
+/// The server binary allocates with jemalloc (docs/benchmarks.md, "jemalloc as the global
+/// allocator": glibc's malloc kept twice the memory per connected student on PostgreSQL). Asked
+/// through jemalloc's own variable, the process prints jemalloc's statistics when it exits; a
+/// binary on glibc's malloc ignores the variable.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[test]
+fn the_server_binary_allocates_with_jemalloc() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nsi-live"))
+        .arg("--help")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("running nsi-live --help");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Begin jemalloc statistics"),
+        "no jemalloc statistics on stderr: {stderr}"
+    );
+}
