@@ -122,20 +122,6 @@ both_backends!(
     }
 );
 
-/// A user as seen by another instance (same cookies or token, another address).
-fn on(user: &TestUser, address: &str) -> TestUser {
-    TestUser {
-        client: user.client.clone(),
-        address: address.to_owned(),
-        id: user.id,
-        role: user.role.clone(),
-        login: user.login.clone(),
-        password: user.password.clone(),
-        recovery_code: user.recovery_code.clone(),
-        token: user.token.clone(),
-    }
-}
-
 async fn redis_ok(address: &str) -> bool {
     let Ok(response) = new_client().get(format!("{address}/readyz")).send().await else {
         return false;
@@ -160,7 +146,7 @@ both_backends!(
         let teacher = a.signup_teacher().await;
         let class = a.create_classroom(&teacher).await;
         let student = a.student_in(&class).await;
-        let student_on_b = on(&student, &b.address);
+        let student_on_b = student.at(&b.address);
 
         // B caches the student's view…
         student_on_b.get_json("/api/v1/me", 200).await;

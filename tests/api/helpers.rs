@@ -285,16 +285,7 @@ impl TestApp {
 
     /// The same browser (cookies, token) as `user`, talking to this app.
     pub fn same_browser(&self, user: &TestUser) -> TestUser {
-        TestUser {
-            client: user.client.clone(),
-            address: self.address.clone(),
-            id: user.id,
-            role: user.role.clone(),
-            login: user.login.clone(),
-            password: user.password.clone(),
-            recovery_code: user.recovery_code.clone(),
-            token: user.token.clone(),
-        }
+        user.at(&self.address)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -469,6 +460,20 @@ pub struct TestClassroom {
 }
 
 impl TestUser {
+    /// The same browser (cookies, token), talking to the instance at `address`.
+    pub fn at(&self, address: &str) -> TestUser {
+        TestUser {
+            client: self.client.clone(),
+            address: address.to_owned(),
+            id: self.id,
+            role: self.role.clone(),
+            login: self.login.clone(),
+            password: self.password.clone(),
+            recovery_code: self.recovery_code.clone(),
+            token: self.token.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -28,20 +28,6 @@ fn with_redis(db: &TestDb) -> nsi_live::config::Settings {
     settings
 }
 
-/// `user`'s browser talking to another instance.
-fn on(user: &TestUser, address: &str) -> TestUser {
-    TestUser {
-        client: user.client.clone(),
-        address: address.to_owned(),
-        id: user.id,
-        role: user.role.clone(),
-        login: user.login.clone(),
-        password: user.password.clone(),
-        recovery_code: user.recovery_code.clone(),
-        token: user.token.clone(),
-    }
-}
-
 /// A wrong (`passed: false`) Python attempt through the portal's route, with a new attempt id.
 fn attempt() -> Value {
     json!({ "attempt_id": new_attempt_id(), "passed": false, "score": 0 })
@@ -66,7 +52,7 @@ both_backends!(
         let b = OtherInstance::start(settings).await;
         let (_teacher, _class, students) = class_with_students(&a, 1).await;
         let here = &students[0];
-        let there = on(here, &b.address);
+        let there = here.at(&b.address);
         let all = exercises(&a).await;
         let first = attempt();
         let mut answers = Vec::new();
@@ -112,7 +98,7 @@ both_backends!(
         let b = OtherInstance::start(settings).await;
         let (_teacher, _class, students) = class_with_students(&a, 1).await;
         let here = &students[0];
-        let there = on(here, &b.address);
+        let there = here.at(&b.address);
         let all = exercises(&a).await;
         // 110 new attempts at once, 55 on each instance: exactly 100 are stored. One student
         // changing on two instances at once makes the database refuse changes computed on a
@@ -159,7 +145,7 @@ both_backends!(
         let hint = crate::limits::a_hint(&a).await;
         let (_teacher, _class, students) = class_with_students(&a, 1).await;
         let here = &students[0];
-        let there = on(here, &b.address);
+        let there = here.at(&b.address);
         let path = format!("/api/v1/hints/{hint}/reveal");
         here.post_json(&path, &json!({}), 200).await;
         there.post_json(&path, &json!({}), 200).await;
@@ -174,7 +160,7 @@ both_backends!(
 
 /// Signs in to `address` as `user` with `password`; the status.
 async fn sign_in(user: &TestUser, address: &str, password: &str) -> u16 {
-    let browser = on(&user_anonymous(user), address);
+    let browser = user_anonymous(user).at(address);
     let body = json!({ "login": user.login.clone().unwrap(), "password": password });
     browser
         .request(reqwest::Method::POST, "/api/v1/auth/login", Some(&body))
@@ -229,7 +215,7 @@ both_backends!(
         // Joins per address: the sign-up above was the first of five.
         let class = a.create_classroom(&teacher).await;
         let join = |address: &str| {
-            let browser = on(&a.anonymous(), address);
+            let browser = a.anonymous().at(address);
             let body = json!({ "join_code": class.join_code, "pseudonym": crate::helpers::unique("élève-") });
             async move {
                 browser
@@ -262,7 +248,7 @@ both_backends!(
         let student = a.join(&class.join_code, &pseudonym).await;
         let code = student.recovery_code.clone().unwrap();
         let recover = |address: &str, code: &str| {
-            let browser = on(&a.anonymous(), address);
+            let browser = a.anonymous().at(address);
             let body = json!({
                 "join_code": class.join_code, "pseudonym": pseudonym, "recovery_code": code,
             });
