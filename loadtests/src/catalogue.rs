@@ -1,10 +1,12 @@
 //! `catalogue`: the portal's study mix, per signed-in student — weight 3 the course list, weight 2
 //! the chapter `nsi-1-python-bases`, weight 1 a submission through the portal's route
-//! `POST /exercises/{id}/submit/`; 1–3 s between them. A page view is what a browser fetches
-//! when the page is opened: the page shell (`index.html`; its hashed assets are cached by then),
-//! `GET /api/v1/me` (web/src/main.js), then the page's own calls (web/src/student.js: the course
-//! list `GET /api/v1/courses`; a chapter `GET /api/v1/chapters/{slug}` and
-//! `GET /api/v1/me/progress`). The page's live socket is the `classroom` scenario's subject.
+//! `POST /exercises/{id}/submit/`; 1–3 s between them. The browser app is a single-page app
+//! (web/src/main.js): a student opens it once — the page shell (`index.html`; its hashed assets
+//! are cached by then) and `GET /api/v1/me` — and each later page view is an in-app navigation
+//! that fetches only the page's own calls (web/src/student.js: the course list
+//! `GET /api/v1/courses`; a chapter `GET /api/v1/chapters/{slug}` and `GET /api/v1/me/progress`).
+//! So each user's first transaction opens the app, and the weighted ones navigate in it. The
+//! page's live socket is the `classroom` scenario's subject.
 //! `signin`: each user signs in once with the school's recovery code (`POST /api/v1/auth/recover`).
 
 use std::time::Duration;
@@ -24,6 +26,15 @@ struct Pupil(usize);
 pub async fn pick(user: &mut GooseUser) -> TransactionResult {
     user.set_session_data(Pupil(next_student()));
     Ok(())
+}
+
+/// on_start (after `pick`): the student opens the app on the course list — the page shell and
+/// `GET /api/v1/me`, which the app fetches once, when it starts (web/src/main.js).
+pub async fn open_app(user: &mut GooseUser) -> TransactionResult {
+    let r = call(user, GooseMethod::Get, "/courses/", "/courses/ (page)", None).await?;
+    drain(r).await?;
+    let r = call(user, GooseMethod::Get, "/api/v1/me", "/api/v1/me", None).await?;
+    drain(r).await
 }
 
 fn token(user: &GooseUser) -> &str {
@@ -61,16 +72,8 @@ async fn drain(response: GooseResponse) -> Result<(), Box<TransactionError>> {
     Ok(())
 }
 
-async fn shell_and_me(user: &mut GooseUser, page: &str, name: &str) -> TransactionResult {
-    let r = call(user, GooseMethod::Get, page, name, None).await?;
-    drain(r).await?;
-    let r = call(user, GooseMethod::Get, "/api/v1/me", "/api/v1/me", None).await?;
-    drain(r).await
-}
-
-/// The course list page: `/courses/`.
+/// The course list page: `/courses/`, reached in the app.
 pub async fn course_list(user: &mut GooseUser) -> TransactionResult {
-    shell_and_me(user, "/courses/", "/courses/ (page)").await?;
     let r = call(
         user,
         GooseMethod::Get,
@@ -82,15 +85,10 @@ pub async fn course_list(user: &mut GooseUser) -> TransactionResult {
     drain(r).await
 }
 
-/// The chapter page: `/courses/chapter/nsi-1-python-bases/`.
+/// The chapter page: `/courses/chapter/nsi-1-python-bases/`, reached in the app (the browser
+/// makes its two calls at once; a goose user makes them one after the other).
 pub async fn chapter(user: &mut GooseUser) -> TransactionResult {
     let slug = config().fixture.chapter.clone();
-    shell_and_me(
-        user,
-        &format!("/courses/chapter/{slug}/"),
-        "/courses/chapter/{slug}/ (page)",
-    )
-    .await?;
     let r = call(
         user,
         GooseMethod::Get,

@@ -22,7 +22,7 @@ use goose::metrics::GooseMetrics;
 use goose::prelude::*;
 use serde_json::json;
 
-use crate::catalogue::{chapter, course_list, pick, sign_in, submit as portal_submit};
+use crate::catalogue::{chapter, course_list, open_app, pick, sign_in, submit as portal_submit};
 use crate::fixture::Fixture;
 use crate::live::{connect_dashboard, connect_student, submit as socket_submit, watch};
 
@@ -123,6 +123,11 @@ fn attack(scenario: Kind, period: Duration, goose: GooseAttack) -> anyhow::Resul
             scenario!("catalogue")
                 .set_wait_time(Duration::from_secs(1), Duration::from_secs(3))?
                 .register_transaction(transaction!(pick).set_on_start())
+                .register_transaction(
+                    transaction!(open_app)
+                        .set_name("open the app")
+                        .set_on_start(),
+                )
                 .register_transaction(
                     transaction!(course_list)
                         .set_name("course list")
