@@ -473,6 +473,20 @@ impl Collector for Levels {
             "The pool's limit (database.max_connections).",
             f64::from(pool.max),
         )?;
+        let (waiting, (full, late)) = self.store.admission_stats();
+        gauge(
+            e,
+            "nsi_db_admission_waiting",
+            "On-demand loads (actor, session, account view) waiting for a turn at the pool.",
+            waiting as f64,
+        )?;
+        counters(
+            e,
+            "nsi_db_admission_refused",
+            "On-demand loads refused with 503: database.max_waiting already waiting (full), or no turn within database.acquire_timeout_secs (timed_out).",
+            "reason",
+            &[("full", full as f64), ("timed_out", late as f64)],
+        )?;
         let hashing = crate::auth::password::queue();
         gauge(
             e,

@@ -217,6 +217,9 @@ impl Registry {
         let cell = self.students.entry(id).or_default().clone();
         let addr = cell
             .get_or_try_init(|| async {
+                // A turn at the pool (bounded waiting, store/admission.rs), then the whole load
+                // within load_timeout: a load that starts has the time to finish.
+                let turn = self.store.admit().await?;
                 let loading = async {
                     let state = self.store.load_student_state(id).await?;
                     let classrooms = self.store.student_classroom_ids(id).await?;
@@ -227,6 +230,7 @@ impl Registry {
                     tokio::time::timeout(self.load_timeout(), loading)
                         .await
                         .map_err(|_| LoadTimedOut)??;
+                drop(turn);
                 let config = StudentActorConfig {
                     writer: self.writer.clone(),
                     registry: self.me.clone(),
@@ -271,8 +275,11 @@ impl Registry {
                     // event up to its offset was committed before the load reads).
                     stream = self.bus.stream_head(id).await;
                 }
+                let turn = self.store.admit().await?;
                 let loaded = ClassroomData::load_within(&self.store, id, self.load_timeout());
-                let Some(data) = loaded.await? else {
+                let loaded = loaded.await;
+                drop(turn);
+                let Some(data) = loaded? else {
                     return Err(NoSuchClassroom.into());
                 };
                 let config = ClassroomActorConfig {

@@ -139,6 +139,8 @@ impl Sessions {
         {
             return Ok(Some(hit.identity));
         }
+        // Not in the cache: one or two statements, after a turn at the pool (bounded waiting).
+        let _turn = self.store.admit().await?;
         let Some(record) = self.store.session(&hash, now).await? else {
             self.cache().remove(&hash);
             return Ok(None);

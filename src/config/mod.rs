@@ -68,6 +68,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub min_connections: u32,
     pub acquire_timeout_secs: u64,
+    /// On-demand loads (an actor's state, a session, an account view) waiting for the pool at
+    /// most; the next one is refused at once with 503 (store/admission.rs).
+    pub max_waiting: usize,
     /// How long opening one database connection may take.
     pub connect_timeout_secs: u64,
     /// PostgreSQL cancels any statement running longer than this (set on every connection);

@@ -69,6 +69,8 @@ async fn get_me(state: web::Data<AppState>, identity: Identity) -> Result<HttpRe
     let body = match state.account_views.get(identity.user_id, version) {
         Some(body) => body,
         None => {
+            // Three reads: a turn at the pool first, like every load on demand.
+            let _turn = state.store.admit().await.map_err(anyhow::Error::from)?;
             let view = me_view(&state, identity).await?;
             let body = web::Bytes::from(serde_json::to_vec(&view).map_err(anyhow::Error::from)?);
             state

@@ -5,6 +5,7 @@
 //! N-th argument), times are BIGINT milliseconds, ids BIGINT. Where the dialects really differ
 //! (bulk inserts), a statement is written once per backend, side by side.
 
+pub mod admission;
 pub mod assignments;
 mod batch;
 pub mod catalogue;
@@ -99,6 +100,8 @@ pub struct PoolStats {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    /// Bounded waiting for the on-demand loads (admission.rs).
+    admission: std::sync::Arc<admission::Admission>,
     /// Raised by every write that can change a user's own account view (views_version.rs).
     views: std::sync::Arc<views_version::ViewsVersion>,
 }
@@ -169,6 +172,11 @@ impl Store {
         };
         let store = Store {
             pool,
+            admission: std::sync::Arc::new(admission::Admission::new(
+                settings.max_connections,
+                settings.max_waiting,
+                acquire_timeout,
+            )),
             views: views_version::new(),
         };
         store.migrate().await?;
@@ -200,6 +208,18 @@ impl Store {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// A turn to load state on demand (an actor, a session or an account view not in memory):
+    /// at most `database.max_waiting` loads wait for one, each at most
+    /// `database.acquire_timeout_secs`; past either, `PoolTimedOut` (503). Hold it while loading.
+    pub async fn admit(&self) -> Result<admission::Admitted<'_>, sqlx::Error> {
+        self.admission.admit().await
+    }
+
+    /// Loads waiting for a turn now, and refused so far: (waiting, (queue full, too late)).
+    pub fn admission_stats(&self) -> (usize, (u64, u64)) {
+        (self.admission.waiting(), self.admission.refused())
     }
 
     /// The pool's connections now (`/metrics`). sqlx tells neither how many wait for a

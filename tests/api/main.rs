@@ -4,6 +4,7 @@
 
 mod account_views;
 mod accounts;
+mod admission;
 mod authz;
 mod catalogue;
 mod content;
