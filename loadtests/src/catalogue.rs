@@ -31,7 +31,14 @@ pub async fn pick(user: &mut GooseUser) -> TransactionResult {
 /// on_start (after `pick`): the student opens the app on the course list — the page shell and
 /// `GET /api/v1/me`, which the app fetches once, when it starts (web/src/main.js).
 pub async fn open_app(user: &mut GooseUser) -> TransactionResult {
-    let r = call(user, GooseMethod::Get, "/courses/", "/courses/ (page)", None).await?;
+    let r = call(
+        user,
+        GooseMethod::Get,
+        "/courses/",
+        "/courses/ (page)",
+        None,
+    )
+    .await?;
     drain(r).await?;
     let r = call(user, GooseMethod::Get, "/api/v1/me", "/api/v1/me", None).await?;
     drain(r).await
