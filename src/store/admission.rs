@@ -2,16 +2,18 @@
 //! student's or a class's actor, a session not in the cache, an account view not in the cache).
 //!
 //! Without it, a burst of cold students (a whole school opening the app in the same seconds)
-//! queued thousands of requests on the pool, first come first served, each waiting up to
-//! `database.acquire_timeout_secs`. Once the queue held more than that many seconds of work,
-//! every request reached the head of the queue with its time nearly spent and was cut in the
-//! middle of its reads: the database worked for nobody and the server kept answering 503 long
-//! after the burst (the goose `catalogue` runs of 2026-12-02, docs/benchmarks.md). Here a
-//! bounded number of requests wait (`database.max_waiting`), FIFO, and the next one is refused
-//! at once (503 with Retry-After): what gets a turn has the time to finish, and the queue drains.
+//! queued thousands of loads in sqlx's pool, inside each load's own time limit
+//! (`actors.load_timeout_ms`). Once the queue held more than that limit's worth of work, every
+//! load reached a connection with its time nearly spent and was cut in the middle of its reads:
+//! the database worked for nobody and the server still answered 503 a minute after the burst
+//! (the goose `catalogue` runs of 2026-12-02, docs/benchmarks.md). Here a load takes a turn
+//! first, before its time limit starts: at most `database.max_waiting` wait, first come first
+//! served, each at most `database.acquire_timeout_secs`, and past either bound the load is
+//! refused at once (503 with Retry-After). What gets a turn has its whole time to finish, and
+//! the queue drains.
 //!
 //! One pooled connection is left outside the admission for the attempt writer, so that
-//! submissions never queue behind reads.
+//! submissions never queue behind reads. No load takes a turn while holding one.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
