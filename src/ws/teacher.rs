@@ -15,7 +15,7 @@ use super::SocketKind;
 use super::conn::{Conn, Incoming};
 use super::protocol::{self, Close, ServerMessage, SnapshotReason, TeacherRequest};
 use crate::actors::classroom::{
-    ClassroomSnapshot, Delta, GetSnapshot, Resync, Subscribe, Subscriber, Subscription, Unsubscribe,
+    Delta, GetSnapshot, Resync, Subscribe, Subscriber, Subscription, Unsubscribe,
 };
 use crate::auth::Identity;
 use crate::domain::ids::{ClassroomId, UserId};
@@ -174,13 +174,7 @@ impl Dashboard {
                         Box::pin(self.resumed(conn, epoch, after, &missed)).await
                     }
                     None => {
-                        while queue.try_recv().is_ok() {}
-                        let snapshot = self.fresh_snapshot(conn).await?;
-                        conn.send(&ServerMessage::Snapshot {
-                            reason: SnapshotReason::ResumeUnavailable,
-                            snapshot: &snapshot,
-                        })
-                        .await
+                        Box::pin(self.resync(conn, queue, SnapshotReason::ResumeUnavailable)).await
                     }
                 }
             }
@@ -210,18 +204,6 @@ impl Dashboard {
         Ok(())
     }
 
-    /// Empties this socket's queue and takes a snapshot: the class fills the queue again from
-    /// the snapshot's offset on.
-    async fn fresh_snapshot(&self, conn: &mut Conn) -> Result<ClassroomSnapshot, Close> {
-        self.state
-            .registry
-            .ask_classroom(self.classroom, Resync(conn.id()))
-            .await
-            .map_err(|_| Close::InternalError)?
-            // The class restarted and forgot this socket: reconnecting resubscribes.
-            .ok_or(Close::GoingAway)
-    }
-
     async fn serve(
         &self,
         conn: &mut Conn,
@@ -241,7 +223,7 @@ impl Dashboard {
                 _ = shutdown.changed() => Err(Some(Close::GoingAway)),
                 frame = queue.recv() => match frame {
                     Some(_) if lagging.load(Ordering::Acquire) => {
-                        Box::pin(self.resync(conn, queue)).await.map_err(Some)
+                        Box::pin(self.resync(conn, queue, SnapshotReason::Lagged)).await.map_err(Some)
                     }
                     // A wake-up from the class (see `ClassroomActor::restart_stream`), not a delta.
                     Some(frame) if frame.is_empty() => Ok(()),
@@ -264,17 +246,26 @@ impl Dashboard {
         }
     }
 
-    /// The queue overflowed: the class stopped filling it. Empty it, then take a snapshot; the
-    /// class fills the queue again from the snapshot's offset on.
+    /// A fresh start for this socket (its queue overflowed, or a resume found its events gone):
+    /// empty the queue, then send a snapshot with `reason`; the class fills the queue again from
+    /// the snapshot's offset on.
     async fn resync(
         &self,
         conn: &mut Conn,
         queue: &mut mpsc::Receiver<Arc<str>>,
+        reason: SnapshotReason,
     ) -> Result<(), Close> {
         while queue.try_recv().is_ok() {}
-        let snapshot = self.fresh_snapshot(conn).await?;
+        let snapshot = self
+            .state
+            .registry
+            .ask_classroom(self.classroom, Resync(conn.id()))
+            .await
+            .map_err(|_| Close::InternalError)?
+            // The class restarted and forgot this socket: reconnecting resubscribes.
+            .ok_or(Close::GoingAway)?;
         conn.send(&ServerMessage::Snapshot {
-            reason: SnapshotReason::Lagged,
+            reason,
             snapshot: &snapshot,
         })
         .await
